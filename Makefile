@@ -1,0 +1,47 @@
+# Thin wrappers over commands you can run by hand; see README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REPO ?= model_repository
+PORT ?= 8500
+PYTEST_ARGS ?=
+
+.PHONY: serve test demo-models protos protos-check lint fmt bench loadtest clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[tf,cpu,train,dev]'
+	touch $@
+
+## serve: install, train the demo models if the repository is empty, serve them on 127.0.0.1:$(PORT)
+serve: $(VENV)/.installed demo-models
+	$(PY) -m service --repository.path $(REPO) --server.port $(PORT)
+
+## demo-models: train and publish the demo models unless the repository already has some
+demo-models: $(VENV)/.installed
+	$(PY) scripts/demo_models.py --repository $(REPO)
+
+## test: install the dev dependencies and run the whole suite
+test: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py --check
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## protos: regenerate service/api from protos/
+protos: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py
+
+protos-check: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py --check
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Batchwise: a TF Serving-compatible gRPC inference server with dynamic batching."""

@@ -1,0 +1,1 @@
+"""Model runtimes behind one Backend protocol; only this package imports TensorFlow or LiteRT."""

@@ -1,0 +1,208 @@
+"""Typed server settings: CLI flags > BATCHWISE_* environment > TOML config file > defaults.
+
+Every field is reachable three ways, e.g. the batch timeout:
+  CLI   --batching.batch-timeout-ms 2
+  env   BATCHWISE_BATCHING__BATCH_TIMEOUT_MS=2
+  file  [batching] batch_timeout_ms = 2      (file named by --config-file / BATCHWISE_CONFIG_FILE)
+Settings are built once in `load_settings` and passed down through constructors;
+nothing else in the service reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Variant = Literal["auto", "savedmodel", "float32", "float16", "dynamic", "int8"]
+MIB = 1024 * 1024
+DEFAULT_LATENCY_BUCKETS_S = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
+    0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0, 10.0, 30.0,
+]
+
+
+class ServerSettings(BaseModel):
+    """The gRPC listener and its limits."""
+
+    host: str = Field("127.0.0.1", description="gRPC bind address (0.0.0.0 in containers)")
+    port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one")
+    max_message_bytes: int = Field(64 * MIB, gt=0, description="largest request or response message")
+    grace_period_s: float = Field(10.0, ge=0, description="time in-flight calls get to finish on shutdown")
+    max_concurrent_rpcs: int = Field(2048, gt=0, description="RPCs handled at once; more are refused")
+    max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
+    max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
+    enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
+
+
+class RepositorySettings(BaseModel):
+    """Where models live and how the server watches them."""
+
+    path: Path = Field(Path("model_repository"), description="root of <model>/<version>/ folders")
+    poll_interval_s: float = Field(2.0, ge=0, description="repository re-scan period; 0 scans only at start")
+    load_parallelism: int = Field(1, ge=1, description="versions loaded at once in the background")
+
+
+class RuntimeSettings(BaseModel):
+    """Which artifact serves a model, and on which device."""
+
+    variant: Variant = Field("auto", description="auto: SavedModel on GPU, best TFLite variant on CPU")
+    fallback_order: list[str] = Field(
+        ["int8", "dynamic", "float16", "float32", "savedmodel"],
+        description="variants tried in order when variant=auto on a CPU node",
+    )
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto uses a GPU when one is visible")
+    tflite_threads: int = Field(1, ge=1, description="threads per LiteRT interpreter")
+    tflite_pool_size: int = Field(2, ge=1, description="LiteRT interpreters per model version")
+    consistency_atol: float = Field(0.05, ge=0, description="max |diff| vs the model card's sample outputs")
+    min_top1_agreement: float = Field(0.9, ge=0, le=1, description="classification agreement vs the card")
+
+
+class BatchingSettings(BaseModel):
+    """Dynamic batching knobs (server-wide defaults; models may override)."""
+
+    enabled: bool = Field(True, description="merge concurrent requests into batches")
+    max_batch_size: int = Field(64, ge=1, description="rows in one model call")
+    batch_timeout_ms: float = Field(1.0, ge=0, description="wait after the first queued row before running")
+    max_queue_rows: int = Field(4096, ge=1, description="rows waiting per batcher; more are refused")
+    num_batch_workers: int = Field(2, ge=1, description="batches computed at once per batcher")
+    allowed_batch_sizes: list[int] = Field([], description="pad batches up to these sizes (ascending)")
+
+    @model_validator(mode="after")
+    def _allowed_sizes_end_at_max(self) -> BatchingSettings:
+        sizes = self.allowed_batch_sizes
+        if sizes and (sorted(set(sizes)) != sizes or sizes[-1] != self.max_batch_size or sizes[0] < 1):
+            raise ValueError("allowed_batch_sizes must be strictly ascending, positive, and end at max_batch_size")
+        return self
+
+
+class ModelSettings(BaseModel):
+    """Per-model overrides, under [models.<name>] in the config file."""
+
+    version_policy: Literal["latest", "all", "specific"] = "latest"
+    num_versions: int = Field(1, ge=1, description="with version_policy=latest")
+    versions: list[int] = Field([], description="with version_policy=specific")
+    version_labels: dict[str, int] = Field({}, description="label -> version, e.g. stable = 1")
+    variant: Variant | None = None
+    batching: dict[str, Any] = Field({}, description="any [batching] key, for this model only")
+
+
+class MetricsSettings(BaseModel):
+    """The Prometheus endpoint."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="bind the metrics port privately: it has no auth")
+    port: int = Field(8502, ge=0, le=65535)
+    latency_buckets_s: list[float] = Field(DEFAULT_LATENCY_BUCKETS_S, description="histogram bucket bounds")
+
+
+class LoggingSettings(BaseModel):
+    """Structured logs."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(False, description="one JSON object per line")
+    access_log_sample_rate: float = Field(0.0, ge=0, le=1, description="fraction of calls logged")
+
+
+class SecuritySettings(BaseModel):
+    """TLS and bearer-token auth on the gRPC port."""
+
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="set to require client certificates (mTLS)")
+    auth_token_file: Path | None = Field(None, description="one accepted bearer token per line")
+    auth_tokens: list[str] = Field([], description="accepted bearer tokens (prefer the file)")
+
+
+class Settings(BaseSettings):
+    """The whole server configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATCHWISE_",
+        env_nested_delimiter="__",
+        cli_kebab_case=True,
+        cli_prog_name="python -m service",
+        cli_implicit_flags=True,
+        extra="forbid",
+    )
+
+    config_file: Path | None = Field(None, description="TOML file with any of these settings")
+    server: ServerSettings = ServerSettings()
+    repository: RepositorySettings = RepositorySettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    batching: BatchingSettings = BatchingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+    security: SecuritySettings = SecuritySettings()
+    models: dict[str, ModelSettings] = Field({}, description="per-model settings by model name")
+
+    @field_validator("models")
+    @classmethod
+    def _labels_unique(cls, models: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        for name, cfg in models.items():
+            for label in cfg.version_labels:
+                if not label or label.isdigit():
+                    raise ValueError(f"models.{name}.version_labels: label {label!r} must be a non-numeric name")
+        return models
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _CONFIG_FILE_HINT.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def batching_for(self, model: str) -> BatchingSettings:
+        """The batching settings for `model`: server defaults updated by its overrides."""
+        overrides = self.models.get(model, ModelSettings()).batching
+        return BatchingSettings.model_validate({**self.batching.model_dump(), **overrides})
+
+    def variant_for(self, model: str) -> Variant:
+        """The variant setting for `model`, falling back to the server-wide one."""
+        override = self.models.get(model, ModelSettings()).variant
+        return override or self.runtime.variant
+
+
+# The config file is itself a setting (CLI or env), so it is resolved before the others.
+_CONFIG_FILE_HINT: dict[str, Path | None] = {}
+
+
+def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from argv (CLI), the BATCHWISE_* environment and the config file they name.
+
+    Keyword overrides (used by tests and embedders) win over everything else.
+    Raises pydantic.ValidationError, FileNotFoundError, or SystemExit (--help, bad flags).
+    """
+    import argparse
+    import os
+
+    args = list(argv or [])
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config-file", type=Path, default=None)
+    config_file = pre.parse_known_args(args)[0].config_file or overrides.get("config_file")
+    if config_file is None and os.environ.get("BATCHWISE_CONFIG_FILE"):
+        config_file = Path(os.environ["BATCHWISE_CONFIG_FILE"])
+    if config_file is not None and not Path(config_file).is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    _CONFIG_FILE_HINT["path"] = config_file
+    try:
+        cli = CliSettingsSource(Settings, root_parser=None)
+        return Settings(_cli_settings_source=cli(args=args), **overrides)
+    finally:
+        _CONFIG_FILE_HINT.clear()
