@@ -1,0 +1,23 @@
+"""`python -m service [flags]`: argv -> settings -> serve. Run with --help for every flag."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from service.logs import configure_logging
+from service.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT."""
+    settings = load_settings(sys.argv[1:] if argv is None else argv)
+    configure_logging(settings.logging)
+    from service.app import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

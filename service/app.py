@@ -1,0 +1,148 @@
+"""Composition root: builds the manager, batchers, servicers and gRPC server; runs and drains them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from functools import partial
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
+from service.api._pool import POOL
+from service.batching import DynamicBatcher
+from service.dataplane import DataPlane
+from service.repository.layout import VersionDir
+from service.repository.manager import ModelManager
+from service.repository.servable import ServableVersion
+from service.rpc.model_servicer import ModelServicer
+from service.rpc.prediction_servicer import PredictionServicer
+from service.runtime.base import Backend, SignatureSpec
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_NAMES = (
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+class BatchwiseServer:
+    """The whole server. The constructor is cheap; `start()` binds, loads models and serves.
+
+    Health is NOT_SERVING until the first repository scan has loaded its versions; then the
+    overall service and each model name are SERVING while a version of it is available.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self.health = health.aio.HealthServicer()
+        self.manager = ModelManager(settings, self._build_backend, self._build_batcher, [self._on_state])
+        self.dataplane = DataPlane(self.manager, settings)
+        self._server: grpc.aio.Server | None = None
+        self._poller: asyncio.Task | None = None
+        self._stopping = False
+
+    async def start(self) -> int:
+        """Bind the port, start serving, load the repository; return the bound port."""
+        await self.health.set("", NOT_SERVING)
+        self._server = self._build_grpc_server()
+        await self._server.start()
+        log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
+        await self.manager.reconcile(wait=True)
+        await self._refresh_health()
+        self._poller = asyncio.get_running_loop().create_task(self.manager.poll_forever())
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, unload."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.settings.server.grace_period_s if grace_s is None else grace_s
+        log.info("stopping: draining in-flight calls for up to %.1fs", grace)
+        await self.health.enter_graceful_shutdown()
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.manager.stop()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    def _build_grpc_server(self) -> grpc.aio.Server:
+        cfg = self.settings.server
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
+        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+        model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        return server
+
+    def _build_backend(self, source: VersionDir, card: dict | None) -> Backend:
+        from service.runtime.savedmodel import SavedModelBackend
+
+        backend = SavedModelBackend(source.path)
+        backend.load()
+        return backend
+
+    def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
+        settings = self.settings.batching_for(servable.model)
+        predict = partial(servable.backend.predict, spec.name)
+        return DynamicBatcher(
+            [predict] * settings.num_batch_workers, settings, name=f"{servable.model}/{servable.version}/{spec.name}"
+        )
+
+    def _on_state(self, servable: ServableVersion) -> None:
+        if not self._stopping and self.port is not None:
+            asyncio.get_running_loop().create_task(self._refresh_health())
+
+    async def _refresh_health(self) -> None:
+        names = self.manager.model_names()
+        for name in names:
+            await self.health.set(name, SERVING if self.manager.is_available(name) else NOT_SERVING)
+        ready = any(self.manager.is_available(n) for n in names)
+        await self.health.set("", SERVING if ready else NOT_SERVING)
+
+
+def _reflection_pool():
+    """Our private pool, plus the health and reflection protos so reflection can describe them."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    for module in (health_pb2, reflection_pb2):
+        with contextlib.suppress(TypeError):  # already added
+            POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return POOL
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT, then drain within the grace period."""
+    server = BatchwiseServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(f"batchwise serving on {settings.server.host}:{server.port}", flush=True)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,70 @@
+"""The data plane: resolve a model version, validate a request against its signature, run it.
+
+Transport-free: takes and returns numpy arrays and raises service.errors; rpc/ converts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.repository.manager import ModelManager
+from service.repository.servable import ServableVersion
+from service.settings import Settings
+from service.validation import check_inputs, check_output_filter
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a request asks for: a model, optionally a version or a label, and a signature."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Outputs of one Predict, and the version and variant that produced them."""
+
+    servable: ServableVersion
+    signature: str
+    outputs: dict[str, np.ndarray]
+
+
+class DataPlane:
+    """Runs Predict and answers metadata questions over the ModelManager's servables."""
+
+    def __init__(self, manager: ModelManager, settings: Settings) -> None:
+        self._manager = manager
+        self._max_rows = settings.server.max_rows_per_request
+
+    def resolve(self, ref: ModelRef) -> ServableVersion:
+        """The servable for `ref`; raises NotFound / InvalidArgument."""
+        return self._manager.resolve(ref.name, ref.version, ref.label)
+
+    async def predict(
+        self,
+        ref: ModelRef,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        deadline: float | None = None,
+    ) -> PredictResult:
+        """Validate and run one request through its version's batcher.
+
+        `deadline` is an absolute time.monotonic() value. Raises ServingError subclasses:
+        NotFound, InvalidArgument, ResourceExhausted, Unavailable, DeadlineExceeded.
+        """
+        servable = self.resolve(ref)
+        spec = servable.signature(ref.signature)
+        wanted = check_output_filter(spec, output_filter)
+        check_inputs(spec, inputs, max_rows=self._max_rows)
+        servable.acquire()
+        try:
+            outputs = await servable.batchers[spec.name].submit(dict(inputs), deadline)
+        finally:
+            servable.release()
+        return PredictResult(servable, spec.name, {name: outputs[name] for name in wanted})

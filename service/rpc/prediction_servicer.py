@@ -1,0 +1,79 @@
+"""PredictionService: Predict and GetModelMetadata, each a thin convert -> data plane -> convert."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
+from service.dataplane import DataPlane, ModelRef
+from service.errors import InvalidArgument
+from service.repository.servable import ServableVersion
+from service.rpc.codec import to_ndarray, to_tensor_proto
+from service.rpc.signature_def import signature_def_map
+from service.rpc.status import abort_with
+
+SIGNATURE_DEF = "signature_def"
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """TF Serving's PredictionService over our DataPlane."""
+
+    def __init__(self, dataplane: DataPlane, *, max_tensor_elements: int) -> None:
+        self._dataplane = dataplane
+        self._max_elements = max_tensor_elements
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
+        try:
+            ref = model_ref(request.model_spec)
+            inputs = {name: to_ndarray(t, name, max_elements=self._max_elements) for name, t in request.inputs.items()}
+            result = await self._dataplane.predict(ref, inputs, request.output_filter, deadline_of(context))
+        except Exception as exc:
+            await abort_with(context, exc)
+        response = predict_pb2.PredictResponse()
+        fill_model_spec(response.model_spec, result.servable, result.signature)
+        for name, value in result.outputs.items():
+            response.outputs[name].CopyFrom(to_tensor_proto(value))
+        return response
+
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
+        try:
+            fields = list(request.metadata_field)
+            if fields != [SIGNATURE_DEF]:
+                raise InvalidArgument(
+                    f"metadata_field: expected exactly [{SIGNATURE_DEF!r}], got {fields!r}"
+                )
+            servable = self._dataplane.resolve(model_ref(request.model_spec))
+        except Exception as exc:
+            await abort_with(context, exc)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        fill_model_spec(response.model_spec, servable, "")
+        response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable.signatures))
+        return response
+
+
+def model_ref(spec: model_pb2.ModelSpec) -> ModelRef:
+    """ModelSpec -> ModelRef; raises InvalidArgument for an empty name or a non-positive version."""
+    if not spec.name:
+        raise InvalidArgument("model_spec.name: required, got an empty string")
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    if version is not None and version <= 0:
+        raise InvalidArgument(f"model_spec.version: must be a positive integer, got {version}")
+    label = spec.version_label if choice == "version_label" else None
+    return ModelRef(spec.name, version, label, spec.signature_name)
+
+
+def fill_model_spec(target: model_pb2.ModelSpec, servable: ServableVersion, signature: str) -> None:
+    """Say which model, version and signature actually served the call."""
+    target.name = servable.model
+    target.version.value = servable.version
+    if signature:
+        target.signature_name = signature
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline as an absolute time.monotonic() value, or None."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
