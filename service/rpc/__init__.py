@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers, the TensorProto codec, status mapping and interceptors."""
