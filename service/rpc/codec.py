@@ -1,0 +1,254 @@
+"""The one place where a TensorProto becomes an ndarray and back (TF's MakeNdarray semantics, hardened).
+
+Decoding follows `tf.make_ndarray` with these deliberate differences, all answered with
+InvalidArgument / ResourceExhausted instead of TF's silent repairs or crashes:
+  - the element count is checked against `max_elements` before anything is allocated;
+  - `tensor_content` must be exactly elements * itemsize bytes (TF reshapes whatever came);
+  - a typed value field must hold exactly `elements` values, or exactly 1 value that fills the
+    tensor (TF's broadcast rule, kept). TF pads a short list with its last value and fills an
+    empty one with zeros; we refuse both, because in practice they are client bugs that would
+    otherwise turn into plausible-looking wrong predictions;
+  - values that do not fit the dtype (int_val 300 for DT_INT8, half_val outside 0..65535,
+    bool bytes other than 0/1) are refused instead of being truncated;
+  - values in a field that does not belong to the dtype, or in both tensor_content and a typed
+    field, are refused (TF silently ignores one of them);
+  - unknown_rank, negative dimensions, rank above MAX_RANK and any single dimension above
+    `max_elements` (even when another dimension is 0) are refused.
+
+Wire bytes are little-endian row-major. Decoding reads them with explicit little-endian dtypes;
+on a little-endian host (the only kind we support: big-endian hosts are untested and would get
+byte-swapped arrays that fail dtype checks downstream) the array is a view of the bytes protobuf
+hands out, so the only copy is protobuf's. String tensors decode to object arrays of `bytes`.
+Input names are shortened in error messages so a hostile name cannot bloat the gRPC status.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
+from service.errors import InvalidArgument, ResourceExhausted, ServingError
+
+DT = types_pb2.DataType  # NOTE: DT.DT_X goes through a slow __getattr__; hot paths use types_pb2.DT_X (plain ints)
+# numpy 1.x supports at most 32 dimensions; TF allows 254 but no served model needs that many.
+MAX_RANK = 32
+MAX_NAME_CHARS = 64
+
+# DataType -> the little-endian numpy dtype of its wire bytes (object for strings).
+_WIRE_DTYPE: dict[int, np.dtype] = {
+    types_pb2.DT_HALF: np.dtype("<f2"),
+    types_pb2.DT_FLOAT: np.dtype("<f4"),
+    types_pb2.DT_DOUBLE: np.dtype("<f8"),
+    types_pb2.DT_INT8: np.dtype("i1"),
+    types_pb2.DT_INT16: np.dtype("<i2"),
+    types_pb2.DT_INT32: np.dtype("<i4"),
+    types_pb2.DT_INT64: np.dtype("<i8"),
+    types_pb2.DT_UINT8: np.dtype("u1"),
+    types_pb2.DT_UINT16: np.dtype("<u2"),
+    types_pb2.DT_UINT32: np.dtype("<u4"),
+    types_pb2.DT_UINT64: np.dtype("<u8"),
+    types_pb2.DT_BOOL: np.dtype("?"),
+    types_pb2.DT_STRING: np.dtype(object),
+}
+_NATIVE_DTYPE = {dt: dtype.newbyteorder("=") for dt, dtype in _WIRE_DTYPE.items()}
+# numpy (kind, itemsize) -> DataType; independent of byte order.
+_DATATYPE_OF: dict[tuple[str, int], int] = {
+    (dtype.kind, dtype.itemsize): dt for dt, dtype in _WIRE_DTYPE.items() if dt != types_pb2.DT_STRING
+}
+# The typed field that carries each dtype's values (as TF's make_tensor_proto writes them).
+_VALUE_FIELD: dict[int, str] = {
+    types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+}
+_ALL_VALUE_FIELDS = (
+    "half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val",
+    "int64_val", "bool_val", "dcomplex_val", "uint32_val", "uint64_val",
+)
+# Inclusive value ranges for fields wider than their dtype (int_val is int32, half_val holds uint16 bits).
+_NARROW_RANGE: dict[int, tuple[int, int]] = {
+    types_pb2.DT_INT8: (-(2**7), 2**7 - 1),
+    types_pb2.DT_UINT8: (0, 2**8 - 1),
+    types_pb2.DT_INT16: (-(2**15), 2**15 - 1),
+    types_pb2.DT_UINT16: (0, 2**16 - 1),
+    types_pb2.DT_HALF: (0, 2**16 - 1),
+}
+SUPPORTED_DTYPES = tuple(DT.Name(dt) for dt in _WIRE_DTYPE)
+
+
+def dtype_name(dt: int) -> str:
+    """The DataType enum name of `dt` (e.g. "DT_FLOAT"), or a description of an unknown value."""
+    try:
+        return DT.Name(dt)
+    except ValueError:
+        return f"DataType {dt} (unknown)"
+
+
+def numpy_dtype(dt: int) -> np.dtype:
+    """DataType -> native numpy dtype (object for DT_STRING); raises InvalidArgument if unsupported."""
+    try:
+        return _NATIVE_DTYPE[dt]
+    except KeyError:
+        raise InvalidArgument(
+            f"dtype {dtype_name(dt)} is not supported; expected one of {', '.join(SUPPORTED_DTYPES)}"
+        ) from None
+
+
+def datatype_of(np_dtype: object) -> int:
+    """numpy dtype (anything np.dtype accepts) -> DataType; object/bytes/str arrays map to DT_STRING.
+
+    Raises InvalidArgument for dtypes with no supported DataType (complex, datetime, structured, ...).
+    """
+    try:
+        dtype = np.dtype(np_dtype)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgument(f"{np_dtype!r} is not a numpy dtype") from None
+    if dtype.kind in "OSUT":  # object, bytes, str, numpy 2's StringDType
+        return types_pb2.DT_STRING
+    dt = _DATATYPE_OF.get((dtype.kind, dtype.itemsize))
+    if dt is None or dtype.fields is not None:
+        raise InvalidArgument(f"numpy dtype {dtype} is not supported; expected one of {', '.join(SUPPORTED_DTYPES)}")
+    return dt
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, name: str, *, max_elements: int) -> np.ndarray:
+    """Decode request tensor `name` into an ndarray of numpy_dtype(proto.dtype) and the declared shape.
+
+    Raises InvalidArgument ("input 'name': ..." saying what was expected and what came) for a
+    malformed tensor, or ResourceExhausted when it declares more than `max_elements` elements;
+    both before any allocation proportional to the declared shape. The result may be a
+    read-only view of the message's bytes: treat it as immutable.
+    """
+    try:
+        return _decode(proto, max_elements)
+    except ServingError as exc:
+        shown = name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "..."
+        raise type(exc)(f"input {shown!r}: {exc.message}") from None
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """Encode an ndarray: numeric and bool as little-endian row-major tensor_content, strings as string_val.
+
+    String tensors may hold bytes or str (encoded as UTF-8); fixed-width numpy bytes ('S')
+    lose trailing NUL bytes, as numpy itself does. Raises InvalidArgument for unsupported dtypes
+    or string tensors holding other objects.
+    """
+    array = np.asarray(array)
+    dt = datatype_of(array.dtype)
+    proto = tensor_pb2.TensorProto(dtype=dt, tensor_shape=_shape_proto(array.shape))
+    if dt == types_pb2.DT_STRING:
+        proto.string_val.extend(_string_values(array))
+    else:
+        proto.tensor_content = np.ascontiguousarray(array, dtype=_WIRE_DTYPE[dt]).tobytes()
+    return proto
+
+
+def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape])
+
+
+def _string_values(array: np.ndarray) -> list[bytes]:
+    values = array.ravel().tolist()
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            values[i] = value.encode("utf-8")
+        elif not isinstance(value, bytes):
+            raise InvalidArgument(f"string tensor element {i} is a {type(value).__name__}; expected bytes or str")
+    return values
+
+
+def _decode(proto: tensor_pb2.TensorProto, max_elements: int) -> np.ndarray:
+    dt = proto.dtype
+    numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
+    shape, count = _checked_shape(proto.tensor_shape, max_elements)
+    content = proto.tensor_content  # NOTE: every access copies the bytes out of the message; read once.
+    populated = [field for field in _ALL_VALUE_FIELDS if len(getattr(proto, field))]
+    if content:
+        if populated:
+            raise InvalidArgument(f"both tensor_content and {populated[0]} are set; send the values in exactly one")
+        return _from_content(content, dt, shape, count)
+    field = _VALUE_FIELD[dt]
+    stray = [other for other in populated if other != field]
+    if stray:
+        raise InvalidArgument(
+            f"dtype {dtype_name(dt)} carries its values in tensor_content or {field}, but got {stray[0]}"
+        )
+    return _from_values(getattr(proto, field), dt, field, shape, count)
+
+
+def _checked_shape(shape_proto: tensor_shape_pb2.TensorShapeProto, max_elements: int) -> tuple[tuple[int, ...], int]:
+    """The declared shape and its element count; refuses anything that cannot be allocated safely."""
+    if shape_proto.unknown_rank:
+        raise InvalidArgument("tensor_shape.unknown_rank is set; expected a fully known shape")
+    shape = tuple(dim.size for dim in shape_proto.dim)
+    if len(shape) > MAX_RANK:
+        raise InvalidArgument(f"tensor_shape has rank {len(shape)}; expected at most {MAX_RANK} dimensions")
+    count = 1
+    for axis, size in enumerate(shape):
+        if size < 0:
+            raise InvalidArgument(f"tensor_shape {list(shape)} has dimension {axis} = {size}; expected sizes >= 0")
+        if size > max_elements:
+            raise ResourceExhausted(
+                f"tensor_shape dimension {axis} = {size} is over the limit of {max_elements} elements per tensor"
+            )
+        count *= size  # Python int: cannot overflow, and stays small because every factor is bounded
+    if count > max_elements:
+        raise ResourceExhausted(
+            f"tensor_shape {list(shape)} has {count} elements, over the limit of {max_elements} elements per tensor"
+        )
+    return shape, count
+
+
+def _from_content(content: bytes, dt: int, shape: tuple[int, ...], count: int) -> np.ndarray:
+    if dt == types_pb2.DT_STRING:
+        raise InvalidArgument("DT_STRING values must be sent in string_val, not tensor_content")
+    wire = _WIRE_DTYPE[dt]
+    expected_bytes = count * wire.itemsize
+    if len(content) != expected_bytes:
+        raise InvalidArgument(
+            f"tensor_content has {len(content)} bytes but shape {list(shape)} of {dtype_name(dt)} needs "
+            f"{count} x {wire.itemsize} = {expected_bytes} bytes"
+        )
+    if dt == types_pb2.DT_BOOL and content.translate(None, b"\x00\x01"):
+        raise InvalidArgument("DT_BOOL tensor_content holds bytes other than 0 and 1")
+    return np.frombuffer(content, dtype=wire).reshape(shape)
+
+
+def _from_values(values, dt: int, field: str, shape: tuple[int, ...], count: int) -> np.ndarray:
+    n = len(values)
+    if n == count:
+        return _convert(values, dt, field).reshape(shape)
+    if n == 1:  # TF's rule: a single value fills the whole tensor
+        return np.full(shape, _convert(values, dt, field)[0], dtype=_WIRE_DTYPE[dt])
+    raise InvalidArgument(
+        f"{field} has {n} values but shape {list(shape)} needs {count} (or exactly 1 to fill the tensor)"
+    )
+
+
+def _convert(values, dt: int, field: str) -> np.ndarray:
+    """A repeated value field -> 1-D array of the dtype, refusing values that do not fit."""
+    if dt == types_pb2.DT_STRING:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        return array
+    bounds = _NARROW_RANGE.get(dt)
+    if bounds is None:
+        return np.array(values, dtype=_WIRE_DTYPE[dt])
+    wide = np.array(values, dtype=np.int32)
+    low, high = bounds
+    if wide.size and (wide.min() < low or wide.max() > high):
+        bad = wide[(wide < low) | (wide > high)][0]
+        raise InvalidArgument(f"{field} value {bad} is out of range [{low}, {high}] for {dtype_name(dt)}")
+    if dt == types_pb2.DT_HALF:
+        return wide.astype(np.uint16).view(np.float16)
+    return wide.astype(_WIRE_DTYPE[dt])
