@@ -63,7 +63,8 @@ def main() -> int:
         names = _generated_names(fresh)
         if args.check:
             current = _generated_names(API_DIR)
-            drift = sorted(names ^ current) + [n for n in sorted(names & current) if not filecmp.cmp(fresh / n, API_DIR / n, shallow=False)]
+            changed = [n for n in sorted(names & current) if not filecmp.cmp(fresh / n, API_DIR / n, shallow=False)]
+            drift = sorted(names ^ current) + changed
             if drift:
                 print("generated code drifted from protos/ (run `make protos`):", ", ".join(drift))
                 return 1
