@@ -16,12 +16,12 @@ from service.api import model_service_pb2, model_service_pb2_grpc, prediction_se
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
-from service.repository.layout import VersionDir
+from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
-from service.runtime.base import Backend, SignatureSpec
+from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BatchwiseServer:
         self.settings = settings
         self.port: int | None = None
         self.health = health.aio.HealthServicer()
-        self.manager = ModelManager(settings, self._build_backend, self._build_batcher, [self._on_state])
+        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, [self._on_state])
         self.dataplane = DataPlane(self.manager, settings)
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
@@ -99,19 +99,15 @@ class BatchwiseServer:
         self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
         return server
 
-    def _build_backend(self, source: VersionDir, card: dict | None) -> Backend:
-        from service.runtime.savedmodel import SavedModelBackend
-
-        backend = SavedModelBackend(source.path)
-        backend.load()
-        return backend
-
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
+        """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
         settings = self.settings.batching_for(servable.model)
-        predict = partial(servable.backend.predict, spec.name)
-        return DynamicBatcher(
-            [predict] * settings.num_batch_workers, settings, name=f"{servable.model}/{servable.version}/{spec.name}"
-        )
+        per_device = getattr(servable.backend, "worker_predict_fns", None)
+        workers = per_device(spec.name) if per_device else []
+        if len(workers) < 2:
+            workers = [partial(servable.backend.predict, spec.name)] * settings.num_batch_workers
+        name = f"{servable.model}/{servable.version}/{servable.variant}/{spec.name}"
+        return DynamicBatcher(workers, settings, name=name)
 
     def _on_state(self, servable: ServableVersion) -> None:
         if not self._stopping and self.port is not None:

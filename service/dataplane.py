@@ -24,6 +24,7 @@ class ModelRef:
     version: int | None = None
     label: str | None = None
     signature: str = ""
+    variant: str | None = None  # per-request override (gRPC metadata x-batchwise-variant)
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class DataPlane:
         self._manager = manager
         self._max_rows = settings.server.max_rows_per_request
 
-    def resolve(self, ref: ModelRef) -> ServableVersion:
-        """The servable for `ref`; raises NotFound / InvalidArgument."""
-        return self._manager.resolve(ref.name, ref.version, ref.label)
+    async def resolve(self, ref: ModelRef) -> ServableVersion:
+        """The servable for `ref`, in the requested variant if any; raises NotFound / InvalidArgument."""
+        servable = self._manager.resolve(ref.name, ref.version, ref.label)
+        if ref.variant:
+            servable = await self._manager.with_variant(servable, ref.variant)
+        return servable
 
     async def predict(
         self,
@@ -58,7 +62,7 @@ class DataPlane:
         `deadline` is an absolute time.monotonic() value. Raises ServingError subclasses:
         NotFound, InvalidArgument, ResourceExhausted, Unavailable, DeadlineExceeded.
         """
-        servable = self.resolve(ref)
+        servable = await self.resolve(ref)
         spec = servable.signature(ref.signature)
         wanted = check_output_filter(spec, output_filter)
         check_inputs(spec, inputs, max_rows=self._max_rows)

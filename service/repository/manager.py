@@ -16,17 +16,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from service.errors import InvalidArgument, ModelLoadError, NotFound
+from service.errors import InvalidArgument, ModelLoadError, NotFound, Unavailable
 from service.repository.layout import RepositoryLayout, VersionDir, read_card, validate_model_name
 from service.repository.policy import wanted_versions
 from service.repository.servable import Batcher, ServableVersion, VersionState
+from service.repository.variants import discover_variants, require_variant
 from service.repository.warmup import warmup_batches
 from service.runtime.base import Backend, SignatureSpec
+from service.runtime.devices import is_tensorflow_available
 from service.settings import ModelSettings, Settings
 
 log = logging.getLogger(__name__)
 
-BackendFactory = Callable[[VersionDir, dict[str, Any] | None], Backend]
+BackendFactory = Callable[[VersionDir, dict[str, Any] | None, str | None], Backend]
 BatcherFactory = Callable[[ServableVersion, SignatureSpec], Batcher]
 Listener = Callable[[ServableVersion], None]
 
@@ -150,30 +152,37 @@ class ModelManager:
 
     async def _load(self, servable: ServableVersion) -> None:
         self._versions.setdefault(servable.model, {})[servable.version] = servable
+        if await self._activate(servable, variant=None):
+            self._failed.pop((servable.model, servable.version), None)
+            self._reconcile_after_load(servable.model)
+        else:
+            self._failed[(servable.model, servable.version)] = servable.source.fingerprint
+
+    async def _activate(self, servable: ServableVersion, variant: str | None) -> bool:
+        """LOADING -> load, warm up, start batchers -> AVAILABLE (True) or END with an error (False)."""
         self._set_state(servable, VersionState.LOADING)
         started = time.monotonic()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._loader, self._load_blocking, servable)
+            await asyncio.get_running_loop().run_in_executor(self._loader, self._load_blocking, servable, variant)
         except Exception as exc:  # a bad model must never take the server down
-            servable.error = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            self._failed[(servable.model, servable.version)] = servable.source.fingerprint
+            servable.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             log.error("model %s version %s failed to load: %s", servable.model, servable.version, servable.error)
             self._set_state(servable, VersionState.END)
-            return
+            return False
         for name, spec in servable.signatures.items():
             servable.batchers[name] = self._batcher_factory(servable, spec)
             await servable.batchers[name].start()
-        self._failed.pop((servable.model, servable.version), None)
         log.info(
             "model %s version %s AVAILABLE (variant %s, %.2fs)",
             servable.model, servable.version, servable.variant, time.monotonic() - started,
         )
         self._set_state(servable, VersionState.AVAILABLE)
-        self._reconcile_after_load(servable.model)
+        return True
 
-    def _load_blocking(self, servable: ServableVersion) -> None:
+    def _load_blocking(self, servable: ServableVersion, variant: str | None) -> None:
         servable.card = read_card(servable.source.path)
-        backend = self._backend_factory(servable.source, servable.card)
+        servable.available_variants = tuple(discover_variants(servable.source.path, servable.card))
+        backend = self._backend_factory(servable.source, servable.card, variant)
         batching = self._settings.batching_for(servable.model)
         try:
             for signature, batch in warmup_batches(backend.signatures, servable.card, batching):
@@ -182,6 +191,30 @@ class ModelManager:
             backend.unload()
             raise ModelLoadError(f"warm-up failed: {type(exc).__name__}: {exc}") from exc
         servable.backend = backend
+
+    async def with_variant(self, servable: ServableVersion, variant: str) -> ServableVersion:
+        """`servable` served by `variant` (a per-request override), loading that variant on first use.
+
+        Raises NotFound for an unknown or unpublished variant, FailedPrecondition for savedmodel
+        without TensorFlow, Unavailable if the variant failed to load.
+        """
+        if variant == servable.variant:
+            return servable
+        require_variant(variant, servable.available_variants, tf_available=is_tensorflow_available())
+        task = servable.alternates.get(variant)
+        if task is None:
+            task = self._spawn(self._load_alternate(servable, variant))
+            servable.alternates[variant] = task
+        alternate = await asyncio.shield(task)
+        if alternate.state is not VersionState.AVAILABLE:
+            raise Unavailable(f"model {servable.model!r} version {servable.version} variant {variant!r} "
+                              f"failed to load: {alternate.error}")
+        return alternate
+
+    async def _load_alternate(self, servable: ServableVersion, variant: str) -> ServableVersion:
+        alternate = ServableVersion(servable.source)
+        await self._activate(alternate, variant)
+        return alternate
 
     def _reconcile_after_load(self, model: str) -> None:
         """After a swap, drop versions the policy no longer wants (found = what is tracked)."""
@@ -195,6 +228,9 @@ class ModelManager:
             return
         log.info("unloading model %s version %s (%s)", servable.model, servable.version, reason)
         self._set_state(servable, VersionState.UNLOADING)
+        for task in servable.alternates.values():
+            if task.done() and not task.cancelled():
+                await self.unload(task.result(), reason=f"{reason} (alternate variant)")
         for batcher in servable.batchers.values():
             await batcher.stop(drain=True)
         await servable.wait_idle()

@@ -46,6 +46,8 @@ class ServableVersion:
     backend: Backend | None = None
     card: dict[str, Any] | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
+    available_variants: tuple[str, ...] = ()
+    alternates: dict[str, asyncio.Task] = field(default_factory=dict)  # variant -> task loading it
     inflight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 

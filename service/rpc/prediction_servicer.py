@@ -10,6 +10,7 @@ from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, predicti
 from service.dataplane import DataPlane, ModelRef
 from service.errors import InvalidArgument
 from service.repository.servable import ServableVersion
+from service.repository.variants import VARIANT_METADATA_KEY
 from service.rpc.codec import to_ndarray, to_tensor_proto
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with
@@ -26,7 +27,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         try:
-            ref = model_ref(request.model_spec)
+            ref = model_ref(request.model_spec, context)
             inputs = {name: to_ndarray(t, name, max_elements=self._max_elements) for name, t in request.inputs.items()}
             result = await self._dataplane.predict(ref, inputs, request.output_filter, deadline_of(context))
         except Exception as exc:
@@ -44,17 +45,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise InvalidArgument(
                     f"metadata_field: expected exactly [{SIGNATURE_DEF!r}], got {fields!r}"
                 )
-            servable = self._dataplane.resolve(model_ref(request.model_spec))
+            servable = await self._dataplane.resolve(model_ref(request.model_spec, context))
         except Exception as exc:
             await abort_with(context, exc)
+        await context.send_initial_metadata(((VARIANT_METADATA_KEY, servable.variant),))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         fill_model_spec(response.model_spec, servable, "")
         response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable.signatures))
         return response
 
 
-def model_ref(spec: model_pb2.ModelSpec) -> ModelRef:
-    """ModelSpec -> ModelRef; raises InvalidArgument for an empty name or a non-positive version."""
+def model_ref(spec: model_pb2.ModelSpec, context: grpc.aio.ServicerContext | None = None) -> ModelRef:
+    """ModelSpec (+ the x-batchwise-variant call metadata) -> ModelRef.
+
+    Raises InvalidArgument for an empty name or a non-positive version.
+    """
     if not spec.name:
         raise InvalidArgument("model_spec.name: required, got an empty string")
     choice = spec.WhichOneof("version_choice")
@@ -62,7 +67,14 @@ def model_ref(spec: model_pb2.ModelSpec) -> ModelRef:
     if version is not None and version <= 0:
         raise InvalidArgument(f"model_spec.version: must be a positive integer, got {version}")
     label = spec.version_label if choice == "version_label" else None
-    return ModelRef(spec.name, version, label, spec.signature_name)
+    return ModelRef(spec.name, version, label, spec.signature_name, _variant_of(context))
+
+
+def _variant_of(context: grpc.aio.ServicerContext | None) -> str | None:
+    for key, value in (context.invocation_metadata() or ()) if context is not None else ():
+        if key == VARIANT_METADATA_KEY:
+            return value
+    return None
 
 
 def fill_model_spec(target: model_pb2.ModelSpec, servable: ServableVersion, signature: str) -> None:

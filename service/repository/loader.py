@@ -1,0 +1,91 @@
+"""Builds the Backend for a model version: picks the variant, loads it, and applies the consistency guard.
+
+The variant comes from settings (per model, else server-wide): `auto` serves the SavedModel
+when a GPU is visible and the best published TFLite variant otherwise, falling back in order
+when a candidate fails to load or disagrees with the model card's recorded outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from service.errors import ModelLoadError, ServingError
+from service.repository.layout import VersionDir
+from service.repository.variants import SAVEDMODEL, check_consistency, choose_variants, discover_variants
+from service.runtime.base import Backend
+from service.runtime.devices import gpu_visible, is_tensorflow_available
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class VariantLoader:
+    """Callable backend factory for the ModelManager.
+
+    `__call__(source, card, variant=None)` returns a loaded Backend; `variant` forces one variant
+    (a per-request override). Raises ModelLoadError with every candidate's failure, or a
+    ServingError (NotFound / FailedPrecondition) for a variant that cannot be served here.
+    NOTE: blocking; runs on the manager's loader threads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def __call__(self, source: VersionDir, card: dict[str, Any] | None, variant: str | None = None) -> Backend:
+        available = discover_variants(source.path, card)
+        tf_available = is_tensorflow_available()
+        requested = variant or self._settings.variant_for(source.model)
+        runtime = self._settings.runtime
+        want_gpu = runtime.device != "cpu" and requested in ("auto", SAVEDMODEL)
+        candidates = choose_variants(
+            requested, available, gpu_visible=want_gpu and tf_available and gpu_visible(),
+            tf_available=tf_available, fallback_order=runtime.fallback_order,
+        )
+        failures = []
+        for candidate in candidates:
+            try:
+                backend = self._load(source, candidate, available[candidate])
+                if candidate != SAVEDMODEL:
+                    self._guard(backend, card)
+            except (ModelLoadError, ServingError) as exc:
+                reason = getattr(exc, "message", str(exc))
+                log.warning(
+                    "model %s version %s: variant %s refused: %s", source.model, source.version, candidate, reason
+                )
+                failures.append(f"{candidate}: {reason}")
+                continue
+            log.info("model %s version %s serves variant %s", source.model, source.version, candidate)
+            return backend
+        raise ModelLoadError("no variant could be served; " + "; ".join(failures))
+
+    def _load(self, source: VersionDir, variant: str, path: Path) -> Backend:
+        if variant == SAVEDMODEL:
+            from service.runtime.savedmodel import SavedModelBackend, configure_gpus
+
+            device = self._settings.runtime.device
+            devices = configure_gpus() if device != "cpu" else ["/CPU:0"]
+            if device == "gpu" and not devices:
+                raise ModelLoadError("runtime.device is 'gpu' but TensorFlow sees no GPU")
+            backend: Backend = SavedModelBackend(path, devices)
+        else:
+            from service.runtime.tflite import TFLiteBackend
+
+            runtime = self._settings.runtime
+            backend = TFLiteBackend(
+                path, variant=variant, num_threads=runtime.tflite_threads, pool_size=runtime.tflite_pool_size,
+                allowed_batch_sizes=self._settings.batching_for(source.model).allowed_batch_sizes,
+            )
+        backend.load()
+        return backend
+
+    def _guard(self, backend: Backend, card: dict[str, Any] | None) -> None:
+        runtime = self._settings.runtime
+        try:
+            check_consistency(
+                backend, card, atol=runtime.consistency_atol, min_top1_agreement=runtime.min_top1_agreement
+            )
+        except Exception:
+            backend.unload()
+            raise
