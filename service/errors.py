@@ -84,5 +84,11 @@ class Unimplemented(ServingError):
     code = ErrorCode.UNIMPLEMENTED
 
 
+class Internal(ServingError):
+    """A bug or a model failure on our side; the message says what failed, not how to retry."""
+
+    code = ErrorCode.INTERNAL
+
+
 class ModelLoadError(Exception):
     """An artifact could not be loaded or failed its checks; never sent to clients as-is."""

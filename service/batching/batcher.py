@@ -1,0 +1,394 @@
+"""DynamicBatcher: merges concurrent requests into bounded, deadline-aware batches run on worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from service.batching import merge
+from service.batching.merge import BatchOutputError
+from service.batching.observer import BatchObserver, GuardedObserver, NullObserver
+from service.batching.queues import BatchQueue, Pending
+from service.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, ServingError, Unavailable
+from service.settings import BatchingSettings
+
+PredictFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Outputs = dict[str, np.ndarray]
+
+logger = logging.getLogger(__name__)
+_MAX_DETAIL_CHARS = 300
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class DynamicBatcher:
+    """Queues requests, merges compatible ones along axis 0 and runs each batch as one model call.
+
+    A batch runs when its requests reach max_batch_size rows, or batch_timeout_ms after its first
+    queued request, whichever comes first, and only when a worker is free (so batches grow while
+    all workers are busy). Requests merge only when their input names, dtypes and non-batch
+    dimensions agree; each such key has its own FIFO and the key with the oldest request goes
+    first. The queue is bounded in rows (max_queue_rows) and refuses at once when full. Requests
+    with more rows than max_batch_size are cut into pieces that queue and run separately.
+
+    There is one worker per element of `predict_fns` (N copies of one callable on CPU, one
+    callable per device on GPU); each callable runs at most one batch at a time, in `executor`
+    (default: a ThreadPoolExecutor with one thread per callable, shut down by stop()).
+
+    With settings.enabled False nothing is merged, padded or cut: each request is one model call
+    with its inputs as given (so signatures without a batch dimension work too), still queued,
+    bounded, deadline-checked and run by the workers.
+
+    NOTE: start, submit and stop must be called from one event loop (the one start ran on);
+    predict_fns are called from executor threads.
+    """
+
+    def __init__(
+        self,
+        predict_fns: Sequence[PredictFn],
+        settings: BatchingSettings,
+        *,
+        name: str = "",
+        observer: BatchObserver | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        if not predict_fns:
+            raise ValueError("DynamicBatcher needs at least one predict function")
+        self._fns = list(predict_fns)
+        self._settings = settings
+        self._name = name
+        self._what = f"batcher {name}" if name else "batcher"
+        self._observer: BatchObserver = NullObserver() if observer is None else GuardedObserver(observer)
+        self._executor = executor
+        self._owns_executor = executor is None
+        self._batching = settings.enabled
+        self._timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
+        self._allowed_sizes = list(settings.allowed_batch_sizes) if settings.enabled else []
+        self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled)
+        self._seq = itertools.count()
+        self._state = _State.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Queue[PredictFn] | None = None  # workers not running a batch
+        self._wakeup: asyncio.Event | None = None  # set when the dispatcher should look at the queue
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Task[None] | None = None
+        self._last_failure = ""  # the last batch failure logged at ERROR
+
+    @property
+    def queue_rows(self) -> int:
+        """Rows waiting for a batch (not counting batches being computed)."""
+        return self._queue.rows
+
+    async def start(self) -> None:
+        """Start the dispatcher on the running loop. Idempotent; raises RuntimeError after stop()."""
+        if self._state is _State.RUNNING:
+            return
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"{self._what} was stopped; build a new one")
+        self._loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=len(self._fns), thread_name_prefix=f"batch-{self._name}"
+            )
+        self._idle = asyncio.Queue()
+        for fn in self._fns:
+            self._idle.put_nowait(fn)
+        self._wakeup = asyncio.Event()
+        self._dispatcher = self._loop.create_task(self._dispatch(), name=f"{self._what} dispatcher")
+        self._state = _State.RUNNING
+
+    async def submit(self, inputs: dict[str, np.ndarray], deadline: float | None = None) -> Outputs:
+        """Run `inputs` (axis 0 = rows) in a batch and return exactly this request's output rows.
+
+        `deadline` is an absolute time.monotonic() value; the request is dropped if it passes
+        before its batch runs. Never blocks on a full queue. Raises:
+          Unavailable        the queue is full (the message gives max_queue_rows), or the batcher
+                             is not started or is stopping;
+          ResourceExhausted  the request alone has more rows than max_queue_rows;
+          DeadlineExceeded   the deadline passed before the batch ran;
+          InvalidArgument    malformed inputs (no inputs, non-arrays, scalars, 0 rows, or inputs
+                             disagreeing on the row count);
+          Internal           the model call failed with a non-ServingError, or returned outputs
+                             that cannot be split back; a ServingError from the model is re-raised.
+        If the awaiting task is cancelled while the request is queued, the request leaves the queue
+        and is never computed; if its batch is already running, its rows are computed and discarded.
+        """
+        if self._state is not _State.RUNNING:
+            raise Unavailable(self._refusal())
+        rows, key = self._describe(inputs)
+        now_s = time.monotonic()
+        self._admit(rows, now_s, deadline)
+        return await self._wait(self._enqueue(inputs, rows, key, now_s, deadline))
+
+    async def stop(self, drain: bool = True) -> None:
+        """Stop admitting requests (they get Unavailable), then wind down. Idempotent.
+
+        drain=True runs everything already queued at once (without waiting for the timeout);
+        drain=False fails queued requests with Unavailable. Either way stop() returns after the
+        batches being computed have finished, so no predict_fn runs after it returns.
+        """
+        if self._state is _State.NEW:
+            self._state = _State.STOPPED
+            return
+        if self._state is _State.RUNNING:
+            self._state = _State.STOPPING
+        if not drain:
+            self._fail_queued(Unavailable(f"{self._what} stopped before the request ran"))
+        assert self._loop is not None and self._wakeup is not None
+        self._wakeup.set()
+        if self._closing is None:
+            self._closing = self._loop.create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def _describe(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, merge.CompatKey | None]:
+        try:
+            if self._batching:
+                return merge.describe(inputs)
+            if not isinstance(inputs, Mapping):
+                raise InvalidArgument(f"inputs must be a dict of arrays, not {type(inputs).__name__}")
+            return merge.loose_rows(inputs), None
+        except InvalidArgument:
+            self._observer.on_reject("invalid")
+            raise
+
+    def _admit(self, rows: int, now_s: float, deadline: float | None) -> None:
+        limit = self._settings.max_queue_rows
+        if deadline is not None and now_s >= deadline:
+            self._observer.on_reject("deadline")
+            raise DeadlineExceeded(f"{self._what}: the deadline had passed before the request was queued")
+        if rows > limit:
+            self._observer.on_reject("invalid")
+            raise ResourceExhausted(
+                f"{self._what}: the request has {rows} rows, more than the queue holds "
+                f"(max_queue_rows={limit}); send smaller requests"
+            )
+        if self._queue.rows + rows > limit:
+            self._observer.on_reject("queue_full")
+            raise Unavailable(
+                f"{self._what}: queue is full (max_queue_rows={limit}, {self._queue.rows} rows queued, "
+                f"request has {rows}); retry with backoff"
+            )
+
+    def _enqueue(
+        self, inputs: merge.Tensors, rows: int, key: object, now_s: float, deadline: float | None
+    ) -> list[Pending]:
+        assert self._loop is not None and self._wakeup is not None
+        pieces = merge.chunk(inputs, rows, self._settings.max_batch_size) if self._batching else [(inputs, rows)]
+        ready_s = now_s + self._timeout_s
+        items = []
+        wake = False
+        for piece, piece_rows in pieces:
+            future = self._loop.create_future()
+            item = Pending(key, piece, piece_rows, next(self._seq), now_s, ready_s, deadline, future)
+            wake = self._queue.push(item) or wake
+            items.append(item)
+        if wake:
+            self._wakeup.set()
+        self._observer.on_queue_rows(self._queue.rows)
+        return items
+
+    async def _wait(self, items: list[Pending]) -> Outputs:
+        try:
+            if len(items) == 1:
+                return await items[0].future
+            # NOTE: gather of futures creates no tasks; it fails fast and cancels the rest on cancel.
+            parts = await asyncio.gather(*(item.future for item in items))
+        except asyncio.CancelledError:
+            if self._discard(items):
+                self._observer.on_reject("cancelled")
+            raise
+        except DeadlineExceeded:
+            self._discard(items)
+            self._observer.on_reject("deadline")
+            raise
+        except BaseException:
+            self._discard(items)
+            raise
+        try:
+            return merge.concat(parts)
+        except BatchOutputError as exc:
+            raise Internal(f"{self._what}: cannot reassemble a split request: {exc}") from None
+
+    def _discard(self, items: list[Pending]) -> bool:
+        """Take a request's pieces out of the queue and cancel their futures; True if any was queued."""
+        dropped = False
+        for item in items:
+            dropped = self._queue.discard(item) or dropped
+            if not item.future.done():
+                item.future.cancel()
+        if dropped:
+            self._observer.on_queue_rows(self._queue.rows)
+        return dropped
+
+    def _refusal(self) -> str:
+        if self._state is _State.NEW:
+            return f"{self._what} is not started"
+        return f"{self._what} is shutting down and accepts no new requests; retry"
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        """Pair a free worker with the next ready batch, forever (until stopping and empty)."""
+        assert self._loop is not None and self._idle is not None
+        try:
+            while True:
+                fn = await self._idle.get()
+                batch = await self._next_batch()
+                if batch is None:
+                    return
+                task = self._loop.create_task(self._run(fn, *batch))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        except asyncio.CancelledError:
+            self._shut_down(Unavailable(f"{self._what} was stopped before the request ran"))
+            raise
+        except Exception as exc:  # a bug here must not leave waiters hanging
+            logger.exception("%s: dispatcher failed", self._what)
+            self._shut_down(Internal(f"{self._what} failed: {type(exc).__name__}: {exc}"[:_MAX_DETAIL_CHARS]))
+
+    async def _next_batch(self) -> tuple[list[Pending], float] | None:
+        """Wait for a ready batch; returns (items, formed_s), or None once stopping with nothing queued."""
+        assert self._loop is not None and self._wakeup is not None
+        while True:
+            now_s = time.monotonic()
+            taken = self._queue.take(now_s, flush=self._state is not _State.RUNNING)
+            if taken is not None:
+                items, expired = taken
+                self._expire(expired, now_s)
+                self._observer.on_queue_rows(self._queue.rows)
+                if items:
+                    return items, now_s
+                continue
+            if self._state is not _State.RUNNING:
+                return None
+            wake_at = self._queue.wake_at()
+            self._wakeup.clear()
+            timer = None if wake_at is None else self._loop.call_later(max(0.0, wake_at - now_s), self._wakeup.set)
+            try:
+                await self._wakeup.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    async def _run(self, fn: PredictFn, items: list[Pending], formed_s: float) -> None:
+        """Compute one batch in the executor and settle every item's future."""
+        assert self._loop is not None and self._idle is not None
+        row_counts = [item.rows for item in items]
+        rows = sum(row_counts)
+        padded_rows = merge.padded_size(rows, self._allowed_sizes)
+        inputs = [item.inputs for item in items]
+        try:
+            try:
+                compute = _compute if self._batching else _compute_alone
+                parts, error, compute_s = await self._loop.run_in_executor(
+                    self._executor, compute, fn, inputs, row_counts, padded_rows
+                )
+            except Exception as exc:  # e.g. the executor was shut down under us
+                parts, error, compute_s = None, exc, 0.0
+            self._idle.put_nowait(fn)  # (not when cancelled: fn may still be running in its thread)
+            _settle(items, parts if error is None else self._batch_error(error, rows, padded_rows))
+        finally:  # cancelled with the loop, or a bug: no waiter may hang (a no-op when all are settled)
+            _settle(items, Unavailable(f"{self._what} was stopped while the batch ran"))
+        self._observer.on_batch(rows, padded_rows - rows, [formed_s - item.enqueued_s for item in items], compute_s)
+
+    def _batch_error(self, error: BaseException, rows: int, padded_rows: int) -> ServingError:
+        """The error every waiter of a failed batch gets; logs non-ServingErrors (repeats at DEBUG)."""
+        if isinstance(error, ServingError):
+            return error
+        padding = f" (padded to {padded_rows})" if padded_rows != rows else ""
+        detail = str(error) if isinstance(error, BatchOutputError) else f"{type(error).__name__}: {error}"
+        # A broken model fails every batch: log each distinct failure once with its traceback.
+        repeated = detail == self._last_failure
+        self._last_failure = detail
+        logger.log(
+            logging.DEBUG if repeated else logging.ERROR,
+            "%s: batch of %d rows%s failed: %s",
+            self._what,
+            rows,
+            padding,
+            detail,
+            exc_info=None if repeated or isinstance(error, BatchOutputError) else error,
+        )
+        return Internal(f"{self._what}: the batch of {rows} rows{padding} failed: {detail}"[:_MAX_DETAIL_CHARS])
+
+    def _expire(self, expired: list[Pending], now_s: float) -> None:
+        for item in expired:
+            if not item.future.done():
+                waited_s = now_s - item.enqueued_s
+                item.future.set_exception(
+                    DeadlineExceeded(f"{self._what}: the deadline passed after {waited_s:.3f} s in the queue")
+                )
+
+    def _fail_queued(self, error: ServingError) -> None:
+        _settle(self._queue.drain(), error)
+        self._observer.on_queue_rows(0)
+
+    def _shut_down(self, error: ServingError) -> None:
+        if self._state is _State.RUNNING:
+            self._state = _State.STOPPING
+        self._fail_queued(error)
+
+    async def _close(self) -> None:
+        assert self._dispatcher is not None
+        await asyncio.gather(self._dispatcher, return_exceptions=True)  # returns once the queue is empty
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self._state = _State.STOPPED
+
+
+def _compute(
+    fn: PredictFn, inputs: list[merge.Tensors], row_counts: list[int], padded_rows: int
+) -> tuple[list[Outputs] | None, BaseException | None, float]:
+    """Merge, pad, predict and split one batch: (parts, None, seconds) or (None, error, seconds).
+
+    NOTE: runs in an executor thread; touches no batcher state.
+    """
+    start_s = time.monotonic()
+    try:
+        batch = merge.concat(inputs, padded_rows - sum(row_counts))
+        parts = merge.split(fn(batch), row_counts, padded_rows)
+    except Exception as exc:
+        return None, exc, time.monotonic() - start_s
+    return parts, None, time.monotonic() - start_s
+
+
+def _compute_alone(
+    fn: PredictFn, inputs: list[merge.Tensors], row_counts: list[int], padded_rows: int
+) -> tuple[list[Outputs] | None, BaseException | None, float]:
+    """Run one request as given, without batching: no padding and no row checks (see _compute)."""
+    start_s = time.monotonic()
+    try:
+        (request,) = inputs
+        outputs = merge.as_outputs(fn(dict(request)))
+    except Exception as exc:
+        return None, exc, time.monotonic() - start_s
+    return [outputs], None, time.monotonic() - start_s
+
+
+def _settle(items: list[Pending], outcome: list[Outputs] | ServingError | None) -> None:
+    """Resolve each item's future with its part of `outcome`, or with the error; skips futures already done."""
+    for i, item in enumerate(items):
+        if item.future.done():
+            continue
+        if isinstance(outcome, ServingError):
+            item.future.set_exception(outcome)
+        else:
+            assert outcome is not None
+            item.future.set_result(outcome[i])

@@ -1,0 +1,61 @@
+"""BatchObserver: the hooks a DynamicBatcher reports through (service/metrics.py implements them)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+RejectReason = Literal["queue_full", "deadline", "cancelled", "invalid"]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    """What a batcher reports. Every hook defaults to a no-op; subclass to keep the defaults.
+
+    NOTE: hooks run on the event loop thread, on the request path: they must be quick and must
+    not block. An exception from a hook is logged and otherwise ignored.
+    """
+
+    def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
+        """A batch ran (successfully or not): its request rows, the padding added on top, each
+        queued piece's wait from enqueue to batch formation, and the model call's duration."""
+        return None
+
+    def on_reject(self, reason: RejectReason) -> None:
+        """A request was refused or dropped before compute; called once per request."""
+        return None
+
+    def on_queue_rows(self, rows: int) -> None:
+        """The number of rows waiting in the queue changed to `rows`."""
+        return None
+
+
+class NullObserver(BatchObserver):
+    """Observes nothing."""
+
+
+class GuardedObserver(BatchObserver):
+    """Forwards to another observer, logging instead of raising if it fails."""
+
+    def __init__(self, inner: BatchObserver) -> None:
+        self._inner = inner
+
+    def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
+        try:
+            self._inner.on_batch(rows, padding_rows, queue_wait_s, compute_s)
+        except Exception:
+            logger.exception("batch observer failed in on_batch")
+
+    def on_reject(self, reason: RejectReason) -> None:
+        try:
+            self._inner.on_reject(reason)
+        except Exception:
+            logger.exception("batch observer failed in on_reject")
+
+    def on_queue_rows(self, rows: int) -> None:
+        try:
+            self._inner.on_queue_rows(rows)
+        except Exception:
+            logger.exception("batch observer failed in on_queue_rows")
