@@ -102,6 +102,8 @@ class BatchwiseServer:
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
         settings = self.settings.batching_for(servable.model)
+        if not all(tensor.batched for tensor in spec.inputs.values()):
+            settings = settings.model_copy(update={"enabled": False})  # no batch dimension to merge along
         per_device = getattr(servable.backend, "worker_predict_fns", None)
         workers = per_device(spec.name) if per_device else []
         if len(workers) < 2:
