@@ -45,3 +45,13 @@ fmt: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+.PHONY: image-locks deploy-check
+
+## image-locks: re-pin what the container images install (deploy/docker/requirements/*.txt; Linux x86_64, Python 3.11)
+image-locks: $(VENV)/.installed
+	$(PY) scripts/lock_image_requirements.py
+
+## deploy-check: validate deploy/ offline: kustomize render, kubernetes-validate, hadolint, yamllint, cross-checks
+deploy-check: $(VENV)/.installed
+	$(PY) -m pytest tests/deploy tests/unit/test_healthcheck.py
