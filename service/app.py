@@ -27,6 +27,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+LIVENESS_SERVICE = "liveness"  # SERVING while the process runs; for liveness probes (readiness uses "")
 SERVICE_NAMES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
@@ -55,6 +56,7 @@ class BatchwiseServer:
     async def start(self) -> int:
         """Bind the port, start serving, load the repository; return the bound port."""
         await self.health.set("", NOT_SERVING)
+        await self.health.set(LIVENESS_SERVICE, SERVING)
         self._server = self._build_grpc_server()
         await self._server.start()
         log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
@@ -89,6 +91,9 @@ class BatchwiseServer:
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
+        if cfg.max_connection_age_s > 0:
+            options.append(("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1000)))
+            options.append(("grpc.max_connection_age_grace_ms", int(cfg.grace_period_s * 1000)))
         server = grpc.aio.server(options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)

@@ -41,6 +41,9 @@ class ServerSettings(BaseModel):
     max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
     max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
+    max_connection_age_s: float = Field(
+        0, ge=0, description="close client connections after this age so clients rebalance (0 = never)"
+    )
 
 
 class RepositorySettings(BaseModel):
