@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from tests.support import blocked_tf_env
 from tests.support.litert_models import build_litert_models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# Installed through PYTHONPATH as sitecustomize, so it is in place before any test code runs.
-BLOCKER = '''
-import sys
-
-class TensorFlowBlocker:
-    """Makes `import tensorflow` (and its submodules) fail as if it were not installed."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-        return None
-
-sys.meta_path.insert(0, TensorFlowBlocker())
-'''
 
 SCRIPT = """
 import json, sys
@@ -56,13 +41,11 @@ print(json.dumps({"order": order, "tf_available": tf_available, "gpu": gpu, "sha
 """
 
 
-def test_cpu_path_never_imports_tensorflow(tmp_path):
+def test_cpu_path_never_imports_tensorflow():
     version_dir = build_litert_models().iris.version_dir
-    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(SCRIPT), str(version_dir)],
-        env=env,
+        env=blocked_tf_env(),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
