@@ -20,6 +20,7 @@ from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
 from service.rpc.model_servicer import ModelServicer
+from service.rpc.options import grpc_server_options
 from service.rpc.prediction_servicer import PredictionServicer
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
@@ -86,15 +87,7 @@ class BatchwiseServer:
 
     def _build_grpc_server(self) -> grpc.aio.Server:
         cfg = self.settings.server
-        options = [
-            ("grpc.max_receive_message_length", cfg.max_message_bytes),
-            ("grpc.max_send_message_length", cfg.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-        if cfg.max_connection_age_s > 0:
-            options.append(("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1000)))
-            options.append(("grpc.max_connection_age_grace_ms", int(cfg.grace_period_s * 1000)))
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
+        server = grpc.aio.server(options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
