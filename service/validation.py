@@ -16,15 +16,8 @@ def check_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray], *, max_r
     Raises InvalidArgument naming the offending input, what was expected and what came,
     or ResourceExhausted when the row count is over `max_rows`.
     """
-    expected = set(spec.inputs)
-    unknown = sorted(set(inputs) - expected)
-    if unknown:
-        raise InvalidArgument(
-            f"inputs: unknown input {unknown[0]!r} for signature {spec.name!r}; expected {_names(expected)}"
-        )
-    missing = sorted(expected - set(inputs))
-    if missing:
-        raise InvalidArgument(f"inputs: missing input {missing[0]!r} for signature {spec.name!r}")
+    if inputs.keys() != spec.inputs.keys():
+        _check_names(spec, inputs)
     rows: int | None = None
     for name, tensor_spec in spec.inputs.items():
         value = inputs[name]
@@ -43,8 +36,22 @@ def check_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray], *, max_r
     return rows
 
 
+def _check_names(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> None:
+    expected = set(spec.inputs)
+    unknown = sorted(set(inputs) - expected)
+    if unknown:
+        raise InvalidArgument(
+            f"inputs: unknown input {unknown[0]!r} for signature {spec.name!r}; expected {_names(expected)}"
+        )
+    missing = sorted(expected - set(inputs))
+    if missing:
+        raise InvalidArgument(f"inputs: missing input {missing[0]!r} for signature {spec.name!r}")
+
+
 def check_output_filter(spec: SignatureSpec, output_filter: Iterable[str]) -> list[str]:
     """Return the outputs to send (all if the filter is empty); raise InvalidArgument for unknown names."""
+    if not output_filter:
+        return list(spec.outputs)
     wanted = list(dict.fromkeys(output_filter))
     for name in wanted:
         if name not in spec.outputs:
@@ -65,10 +72,9 @@ def _check_dtype(name: str, spec: TensorSpec, value: np.ndarray) -> None:
 def _check_shape(name: str, spec: TensorSpec, value: np.ndarray) -> None:
     if spec.shape is None:
         return
-    shown = _shape(spec.shape)
     if value.ndim != len(spec.shape):
         raise InvalidArgument(
-            f"inputs: input {name!r} expects rank {len(spec.shape)} with shape {shown} "
+            f"inputs: input {name!r} expects rank {len(spec.shape)} with shape {_shape(spec.shape)} "
             f"but got rank {value.ndim} with shape {list(value.shape)}"
         )
     if spec.batched and value.shape[0] == 0:
@@ -76,7 +82,8 @@ def _check_shape(name: str, spec: TensorSpec, value: np.ndarray) -> None:
     for axis, (want, got) in enumerate(zip(spec.shape, value.shape, strict=True)):
         if want is not None and want != got:
             raise InvalidArgument(
-                f"inputs: input {name!r} expects shape {shown} but got {list(value.shape)} (dimension {axis})"
+                f"inputs: input {name!r} expects shape {_shape(spec.shape)} but got {list(value.shape)} "
+                f"(dimension {axis})"
             )
 
 

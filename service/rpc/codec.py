@@ -24,6 +24,8 @@ Input names are shortened in error messages so a hostile name cannot bloat the g
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -75,6 +77,7 @@ _ALL_VALUE_FIELDS = (
     "half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val",
     "int64_val", "bool_val", "dcomplex_val", "uint32_val", "uint64_val",
 )
+_FIELD_ORDER = {field: i for i, field in enumerate(_ALL_VALUE_FIELDS)}  # error messages name them in this order
 # Inclusive value ranges for fields wider than their dtype (int_val is int32, half_val holds uint16 bits).
 _NARROW_RANGE: dict[int, tuple[int, int]] = {
     types_pb2.DT_INT8: (-(2**7), 2**7 - 1),
@@ -84,6 +87,10 @@ _NARROW_RANGE: dict[int, tuple[int, int]] = {
     types_pb2.DT_HALF: (0, 2**16 - 1),
 }
 SUPPORTED_DTYPES = tuple(DT.Name(dt) for dt in _WIRE_DTYPE)
+# Fast path for datatype_of on the dtypes models return (native byte order, not strings).
+_DATATYPE_OF_NATIVE: dict[np.dtype, int] = {
+    dtype: dt for dt, dtype in _NATIVE_DTYPE.items() if dt != types_pb2.DT_STRING
+}
 
 
 def dtype_name(dt: int) -> str:
@@ -109,6 +116,9 @@ def datatype_of(np_dtype: object) -> int:
 
     Raises InvalidArgument for dtypes with no supported DataType (complex, datetime, structured, ...).
     """
+    known = _DATATYPE_OF_NATIVE.get(np_dtype) if isinstance(np_dtype, np.dtype) else None
+    if known is not None:
+        return known
     try:
         dtype = np.dtype(np_dtype)  # type: ignore[call-overload]
     except TypeError:
@@ -143,18 +153,29 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     lose trailing NUL bytes, as numpy itself does. Raises InvalidArgument for unsupported dtypes
     or string tensors holding other objects.
     """
-    array = np.asarray(array)
-    dt = datatype_of(array.dtype)
-    proto = tensor_pb2.TensorProto(dtype=dt, tensor_shape=_shape_proto(array.shape))
-    if dt == types_pb2.DT_STRING:
-        proto.string_val.extend(_string_values(array))
-    else:
-        proto.tensor_content = np.ascontiguousarray(array, dtype=_WIRE_DTYPE[dt]).tobytes()
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
     return proto
 
 
-def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape])
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Encode `array` into `proto`, an empty TensorProto (e.g. `response.outputs[name]`), in place.
+
+    Same encoding and errors as to_tensor_proto. Writing into the response's own message instead
+    of building a TensorProto and CopyFrom-ing it saves a full copy of every output on the hot path.
+    """
+    array = np.asarray(array)
+    dt = datatype_of(array.dtype)
+    proto.dtype = dt
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
+    if dt == types_pb2.DT_STRING:
+        proto.string_val.extend(_string_values(array))
+    else:
+        wire = _WIRE_DTYPE[dt]
+        # tobytes() always writes C (row-major) order, so only the byte order/width may need converting.
+        proto.tensor_content = (array if array.dtype == wire else array.astype(wire)).tobytes()
 
 
 def _string_values(array: np.ndarray) -> list[bytes]:
@@ -169,10 +190,14 @@ def _string_values(array: np.ndarray) -> list[bytes]:
 
 def _decode(proto: tensor_pb2.TensorProto, max_elements: int) -> np.ndarray:
     dt = proto.dtype
-    numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
+    if dt not in _WIRE_DTYPE:
+        numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
     shape, count = _checked_shape(proto.tensor_shape, max_elements)
     content = proto.tensor_content  # NOTE: every access copies the bytes out of the message; read once.
-    populated = [field for field in _ALL_VALUE_FIELDS if len(getattr(proto, field))]
+    # ListFields() names only the fields that are set: one call instead of a len(getattr()) per value field.
+    populated = [field.name for field, _ in proto.ListFields() if field.name in _FIELD_ORDER]
+    if len(populated) > 1:
+        populated.sort(key=_FIELD_ORDER.__getitem__)
     if content:
         if populated:
             raise InvalidArgument(f"both tensor_content and {populated[0]} are set; send the values in exactly one")
@@ -190,9 +215,13 @@ def _checked_shape(shape_proto: tensor_shape_pb2.TensorShapeProto, max_elements:
     """The declared shape and its element count; refuses anything that cannot be allocated safely."""
     if shape_proto.unknown_rank:
         raise InvalidArgument("tensor_shape.unknown_rank is set; expected a fully known shape")
-    shape = tuple(dim.size for dim in shape_proto.dim)
+    shape = tuple([dim.size for dim in shape_proto.dim])
     if len(shape) > MAX_RANK:
         raise InvalidArgument(f"tensor_shape has rank {len(shape)}; expected at most {MAX_RANK} dimensions")
+    if not shape or (min(shape) >= 0 and max(shape) <= max_elements):  # the usual case: no per-axis walk
+        count = math.prod(shape)
+        if count <= max_elements:
+            return shape, count
     count = 1
     for axis, size in enumerate(shape):
         if size < 0:

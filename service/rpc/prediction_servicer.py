@@ -11,7 +11,7 @@ from service.dataplane import DataPlane, ModelRef
 from service.errors import InvalidArgument
 from service.repository.servable import ServableVersion
 from service.repository.variants import VARIANT_METADATA_KEY
-from service.rpc.codec import to_ndarray, to_tensor_proto
+from service.rpc.codec import fill_tensor_proto, to_ndarray
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with
 
@@ -34,8 +34,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             await abort_with(context, exc)
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, result.servable, result.signature)
+        outputs = response.outputs
         for name, value in result.outputs.items():
-            response.outputs[name].CopyFrom(to_tensor_proto(value))
+            fill_tensor_proto(outputs[name], value)  # encoded in place: no intermediate TensorProto to copy
         return response
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
