@@ -43,6 +43,12 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+## bench: the benchmark in one run (ceilings, batching on/off, metrics on/off, variants, overload);
+## writes loadtests/results/<date>-<machine>.json and .png. BENCH_ARGS=--quick for a short run.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 

@@ -1,0 +1,257 @@
+"""`make bench`: the whole benchmark in one run, side by side, with the ceilings that bound any server.
+
+Phases (every server in its own process, the load generator in another):
+  1. build the MNIST CNN repository (SavedModel + four TFLite variants + card) in a temp folder;
+  2. compute ceiling: the model in-process (SavedModel by batch size, each LiteRT variant);
+  3. concurrency sweep, points interleaved across configurations: framework ceiling (fixed
+     response, no model), our server with batching on, and with batching off;
+  4. metrics on vs off at 64 clients, alternated;
+  5. per-variant table: each variant served at 64 clients (and the trainer's digits model when
+     --digits-repo has one);
+  6. overload: open-loop arrivals at 0.5x, 0.8x, 2x and again 0.5x the measured saturation rate.
+Writes loadtests/results/<date>-<machine>.json and .png, and prints the tables and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loadtests import loadgen, payloads, report, servers
+from loadtests.servers import RunningServer
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+VARIANTS = ("savedmodel", "float32", "float16", "dynamic", "int8")
+OVERLOAD_FACTORS = (0.5, 0.8, 2.0, 0.5)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 s points, fewer concurrencies and variants")
+    parser.add_argument("--duration-s", type=float, help="timed window per point (default 10, quick 2)")
+    parser.add_argument("--warmup-s", type=float, help="warm-up per point (default 2, quick 0.5)")
+    parser.add_argument("--concurrency", help="closed-loop points (default 1,8,32,64,128; quick 1,8,64)")
+    parser.add_argument("--channels", type=int, default=loadgen.DEFAULT_CHANNELS, help="HTTP/2 connections")
+    parser.add_argument("--variants", help=f"served per-variant table (default {','.join(VARIANTS)})")
+    parser.add_argument("--epochs", type=int, help="training epochs of the MNIST CNN (0 = untrained)")
+    parser.add_argument("--digits-repo", type=Path, help="a repository with the trainer's digits model")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
+    parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.duration_s = args.duration_s or (2.0 if quick else 10.0)
+    args.warmup_s = args.warmup_s if args.warmup_s is not None else (0.5 if quick else 2.0)
+    args.concurrency = [int(n) for n in (args.concurrency or ("1,8,64" if quick else "1,8,32,64,128")).split(",")]
+    args.variants = (args.variants or ("savedmodel,int8" if quick else ",".join(VARIANTS))).split(",")
+    args.epochs = args.epochs if args.epochs is not None else (1 if quick else 3)
+    return args
+
+
+class Bench:
+    """One benchmark run: its settings, its scratch folder and everything measured so far."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.result: dict = {}
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def run_python(self, module: str, *argv: str) -> dict:
+        """`python -m module argv` in the repository root; its stdout's last line as JSON."""
+        import subprocess
+
+        proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=servers.ROOT, capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def point(self, server: RunningServer, payload: Path, concurrency: int) -> dict:
+        """One closed-loop point against `server`, with the server's CPU use over the point."""
+        spec = self.load_spec(server, payload, concurrency=[concurrency])
+        cpu_before, wall_before = server.cpu_s(), time.monotonic()
+        (result,) = loadgen.run_in_subprocess(spec)
+        result["server_cpu_cores"] = (server.cpu_s() - cpu_before) / (time.monotonic() - wall_before)
+        return result
+
+    def load_spec(self, server: RunningServer, payload: Path, **points) -> dict:
+        a = self.args
+        return {"target": server.target, "method": payloads.PREDICT_METHOD, "payload_file": str(payload),
+                "duration_s": a.duration_s, "warmup_s": a.warmup_s, "timeout_s": 30.0, "channels": a.channels,
+                "raw": a.raw_latencies, **points}
+
+    def ours(self, name: str, repository: Path, extra: list[str], env: dict[str, str]) -> RunningServer:
+        args = ["--metrics.port", str(servers.free_port()), *self.args.server_arg, *extra]
+        self.result.setdefault("server_commands", {})[name] = {"args": args, "env": env}
+        return servers.start_ours(name, repository, args, env=env, log_dir=self.work)
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def build_model(self) -> Path:
+        self.log(f"building the MNIST CNN repository ({self.args.epochs} epochs)")
+        built = self.run_python("loadtests.mnist_model", "--repository", str(self.work / "repo"),
+                                "--epochs", str(self.args.epochs))
+        self.result["model_build_s"] = built["build_s"]
+        return Path(built["version_dir"])
+
+    def write_payloads(self, version_dir: Path, prefix: str) -> tuple[Path, Path, bytes]:
+        """(request file, fixed-response file, request bytes) for one row of the card's samples."""
+        card = json.loads((version_dir / "model_card.json").read_text())
+        (input_name,) = card["samples"]["inputs"]
+        row = np.asarray(card["samples"]["inputs"][input_name][:1], dtype=np.float32)
+        request = payloads.predict_request(version_dir.parent.name, {input_name: row})
+        outputs = {k: np.asarray(v[:1], dtype=np.float32) for k, v in card["samples"]["outputs"].items()}
+        response = payloads.predict_response(version_dir.parent.name, int(version_dir.name), outputs)
+        (self.work / f"{prefix}-request.bin").write_bytes(request)
+        (self.work / f"{prefix}-response.bin").write_bytes(response)
+        return self.work / f"{prefix}-request.bin", self.work / f"{prefix}-response.bin", request
+
+    def ceilings(self, version_dir: Path) -> dict:
+        quick = self.args.quick
+        max_batch = report.server_settings(self.args.server_arg).batching.max_batch_size
+        sizes = sorted({1, 8, 32, max_batch})
+        self.log(f"compute ceiling in-process: SavedModel at {sizes}, LiteRT variants at 1 and 32")
+        return self.run_python("loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes",
+                               ",".join(map(str, sizes)), "--seconds", "0.2" if quick else "0.6",
+                               "--repeats", "2" if quick else "3")
+
+    def start_servers(self, group: servers.ServerSet, repository: Path, response: Path) -> None:
+        """Every server of the main run, started at once so that their start-ups overlap."""
+        savedmodel = ["--runtime.variant", "savedmodel"]
+        group.add(servers.start_fixed("framework_ceiling", response, self.work))
+        group.add(self.ours("batched", repository, savedmodel, {}))
+        group.add(self.ours("unbatched", repository, savedmodel, {"BATCHWISE_BATCHING__ENABLED": "false"}))
+        group.add(self.ours("metrics_off", repository, savedmodel, {"BATCHWISE_METRICS__ENABLED": "false"}))
+        for variant in self.args.variants:
+            if variant != "savedmodel":  # the batched server serves the SavedModel
+                group.add(self.ours(f"variant-{variant}", repository, ["--runtime.variant", variant], {}))
+
+    def sweep(self, group: servers.ServerSet, request: Path) -> dict:
+        """Framework ceiling, batched and unbatched; points interleaved by concurrency."""
+        names = ("framework_ceiling", "batched", "unbatched")
+        sweep: dict[str, list[dict]] = {name: [] for name in names}
+        for n in self.args.concurrency:
+            for name in names:
+                point = self.point(group.ready[name], request, n)
+                sweep[name].append(point)
+                self.log(f"{name:18s} N={n:<4d} {report.describe_point(point)}")
+        return sweep
+
+    def metrics_on_off(self, group: servers.ServerSet, request: Path) -> dict:
+        """Issue 6: the batched server (metrics on) and the same configuration with metrics off, alternated at 64."""
+        pairs: dict[str, list[dict]] = {"on": [], "off": []}
+        for _ in range(1 if self.args.quick else 2):
+            for key, name in (("on", "batched"), ("off", "metrics_off")):
+                pairs[key].append(self.point(group.ready[name], request, 64))
+                self.log(f"metrics {key:3s} N=64   {report.describe_point(pairs[key][-1])}")
+        return pairs
+
+    def overload(self, batched: RunningServer, request: Path, batched_points: list[dict]) -> dict:
+        """Issue 10: open-loop arrivals around the saturation rate measured in the sweep."""
+        saturation = max(p["throughput_rps"] for p in batched_points)
+        rates = [round(saturation * f, 1) for f in OVERLOAD_FACTORS]
+        seconds = min(self.args.duration_s, 2.0) if self.args.quick else 5.0
+        self.log(f"overload: open loop at {rates} requests/s ({seconds} s each; saturation {saturation:.0f}/s)")
+        spec = self.load_spec(batched, request, rates=rates, duration_s=seconds, timeout_s=10.0)
+        phases = loadgen.run_in_subprocess(spec)
+        for factor, phase in zip(OVERLOAD_FACTORS, phases, strict=True):
+            phase["factor"] = factor
+            self.log(f"open loop {factor:.1f}x: {report.describe_open(phase)}")
+        return {"saturation_rps": saturation, "seconds_per_phase": seconds, "phases": phases}
+
+    def variants(self, group: servers.ServerSet, model: str, request: Path) -> dict:
+        """Served throughput at 64 clients for each TFLite variant's server (refused variants say why)."""
+        served = {}
+        for variant in self.args.variants:
+            name = f"variant-{variant}"
+            if name in group.failed:
+                served[variant] = {"error": group.failed[name][:500]}
+            elif name in group.ready:
+                served[variant] = self.point(group.ready[name], request, 64)
+            else:
+                continue
+            self.log(f"{model} {variant:10s} N=64   {report.describe_point(served[variant])}")
+        return served
+
+    def main_run(self, version_dir: Path, request: Path, response: Path, probe: bytes) -> None:
+        """Phases 3-6 against one set of servers, all up at once."""
+        with servers.ServerSet() as group:
+            self.log("starting the servers (framework ceiling, batched, unbatched, metrics off, variants)")
+            self.start_servers(group, version_dir.parents[1], response)
+            group.wait(probe, payloads.PREDICT_METHOD, model=version_dir.parent.name)
+            for name in ("framework_ceiling", "batched", "unbatched", "metrics_off"):
+                if name not in group.ready:
+                    raise RuntimeError(group.failed[name])
+            self.result["sweep"] = self.sweep(group, request)
+            self.result["metrics"] = self.metrics_on_off(group, request)
+            served = self.variants(group, "mnist_cnn", request)
+            served["savedmodel"] = self.result["metrics"]["on"][0]  # the batched server at 64: the same thing
+            self.result["overload"] = self.overload(group.ready["batched"], request, self.result["sweep"]["batched"])
+        self.result["variants"] = report.variant_table(version_dir, self.result["compute_ceiling"], served)
+
+    def digits(self, repo: Path) -> None:
+        """The trainer's digits model (latest version under `repo`): ceilings and each variant served at 64."""
+        versions = sorted((p for p in (repo / "digits").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+        if not versions:
+            self.log(f"no digits model under {repo}; skipping it")
+            return
+        version_dir = versions[-1]
+        request, _response, probe = self.write_payloads(version_dir, "digits")
+        ceiling = self.run_python("loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes", "1,32",
+                                  "--seconds", "0.2" if self.args.quick else "0.6")
+        with servers.ServerSet() as group:
+            for variant in self.args.variants:
+                group.add(self.ours(f"variant-{variant}", repo, ["--runtime.variant", variant], {}))
+            group.wait(probe, payloads.PREDICT_METHOD, model="digits")
+            served = self.variants(group, "digits", request)
+        self.result["digits"] = report.variant_table(version_dir, ceiling, served)
+
+    def run(self) -> dict:
+        self.result.update(report.environment(sys.argv))
+        version_dir = self.build_model()
+        request, response, probe = self.write_payloads(version_dir, "mnist")
+        self.result["compute_ceiling"] = self.ceilings(version_dir)  # alone on the machine: before any server
+        self.main_run(version_dir, request, response, probe)
+        if self.args.digits_repo:
+            self.digits(self.args.digits_repo)
+        self.result["load_average_end"] = list(os.getloadavg())
+        self.result["settings"] = report.run_settings(self.args)
+        self.result["ratios"] = report.ratios(self.result, report.server_settings(self.args.server_arg))
+        return self.result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="batchwise-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        started_s = time.monotonic()
+        result = bench.run()
+        result["wall_s"] = round(time.monotonic() - started_s, 1)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y-%m-%d')}-{args.machine or report.machine_name()}"
+    json_path = args.results_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(report.render(result))
+    if not args.no_plot:
+        report.plot(result, args.results_dir / f"{stem}.png")
+    print(f"\nresults: {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Benchmark bookkeeping: the machine and versions, derived ratios and targets, printed tables and the plot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+from service.settings import Settings, load_settings
+
+PACKAGES = ("grpcio", "protobuf", "numpy", "tensorflow", "ai-edge-litert", "keras", "matplotlib")
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_name() -> str:
+    return f"{len(os.sched_getaffinity(0))}cpu-{socket.gethostname()}"
+
+
+def environment(argv: list[str]) -> dict:
+    """Date, machine, versions, command and the load average at the start."""
+    versions = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    root = Path(__file__).resolve().parents[1]
+    git = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True, text=True, check=False
+    )
+    versions["batchwise_commit"] = git.stdout.strip() or None
+    return {
+        "schema_version": 1,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+                    "hostname": socket.gethostname(), "platform": platform.platform()},
+        "versions": versions,
+        "command": "python -m loadtests.bench " + " ".join(argv[1:]),
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+def server_settings(server_args: list[str]) -> Settings:
+    """The settings our server runs with in the benchmark (defaults + the extra flags)."""
+    return load_settings(list(server_args))
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    return {"quick": args.quick, "duration_s": args.duration_s, "warmup_s": args.warmup_s,
+            "concurrency": args.concurrency, "channels": args.channels, "variants": args.variants,
+            "epochs": args.epochs, "server_args": args.server_arg}
+
+
+def describe_point(point: dict) -> str:
+    if "error" in point:
+        return f"failed: {point['error'][:120]}"
+    errors = f" errors={point['errors']}" if point["errors"] else ""
+    return f"{point['throughput_rps']:7.0f}/s p50={_ms(point['p50_ms'])} p99={_ms(point['p99_ms'])}{errors}"
+
+
+def describe_open(phase: dict) -> str:
+    return (f"offered {phase['offered_rps']:.0f}/s sent {phase['sent_rps']:.0f}/s "
+            f"admitted {phase['throughput_rps']:.0f}/s rejected {phase['rejected_rps']:.0f}/s "
+            f"p99(admitted)={_ms(phase['p99_ms'])} errors={phase['errors']}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
+
+
+def _at(points: list[dict], concurrency: int) -> dict | None:
+    return next((p for p in points if p.get("concurrency") == concurrency), None)
+
+
+def _rate(rates: list[dict] | None, batch: int) -> float | None:
+    return next((r["rows_per_s"] for r in rates or [] if r["batch"] == batch), None)
+
+
+def variant_table(version_dir: Path, ceiling: dict, served: dict) -> dict:
+    """Per variant: file size, accuracy from the card, in-process rows/s at batch 1 and 32, served at 64."""
+    import json
+
+    card = json.loads((version_dir / "model_card.json").read_text())
+    rows = {}
+    for variant, entry in card.get("variants", {}).items():
+        if variant == "savedmodel":
+            files = [p for p in version_dir.rglob("*") if p.is_file() and "tflite" not in p.parts]
+            size = sum(p.stat().st_size for p in files if p.name != "model_card.json")
+        else:
+            path = version_dir / "tflite" / f"{variant}.tflite"
+            size = path.stat().st_size if path.exists() else None
+        point = served.get(variant) or {}
+        rows[variant] = {
+            "published": entry.get("published"), "size_bytes": size,
+            "accuracy": entry.get("accuracy"), "mse": entry.get("mse"),
+            "inproc_b1_rows_s": _rate(ceiling.get(variant), 1), "inproc_b32_rows_s": _rate(ceiling.get(variant), 32),
+            "served_64": point or None,
+        }
+    return {"model": card.get("name"), "version": card.get("version"), "rows": rows}
+
+
+def ratios(result: dict, settings: Settings) -> dict:
+    """The issue targets as figures: value, target and whether it was met (None when not measured)."""
+    sweep = result["sweep"]
+    batched, unbatched, fixed = (_at(sweep[k], 64) for k in ("batched", "unbatched", "framework_ceiling"))
+    max_batch = settings.batching.max_batch_size
+    sm = result["compute_ceiling"].get("savedmodel", [])
+    compute = max((r["rows_per_s"] for r in sm if r["batch"] <= max_batch), default=None)
+    max_batch_ms = next((r["ms_per_batch"] for r in sm if r["batch"] == max_batch), None)
+    min_ceiling = min(compute, fixed["throughput_rps"]) if compute and fixed else None
+    p8 = _at(sweep["batched"], 8)
+    bound_ms = 2 * settings.batching.batch_timeout_ms + max_batch_ms if max_batch_ms is not None else None
+    table = result["variants"]["rows"]
+    int8, savedmodel = table.get("int8", {}), table.get("savedmodel", {})
+    served = [((v.get("served_64") or {}).get("throughput_rps")) for v in (int8, savedmodel)]
+    metrics = result.get("metrics", {})
+    on = [p["throughput_rps"] for p in metrics.get("on", [])]
+    off = [p["throughput_rps"] for p in metrics.get("off", [])]
+    sizes = [table.get(v, {}).get("size_bytes") for v in ("int8", "float32")]
+    return {
+        "compute_ceiling_rows_s": compute, "framework_ceiling_64_rps": fixed and fixed["throughput_rps"],
+        "min_ceiling_rps": min_ceiling, "max_batch_compute_ms": max_batch_ms,
+        "batched_over_unbatched_64": _target(_div(batched, unbatched), 2.0),
+        "batched_over_min_ceiling_64": _target(_div(batched and batched["throughput_rps"], min_ceiling), 0.8),
+        "p99_at_8_ms": _target(p8 and p8["p99_ms"], bound_ms, at_most=True),
+        "int8_over_savedmodel_inproc_b32": _target(_div(int8.get("inproc_b32_rows_s"),
+                                                        savedmodel.get("inproc_b32_rows_s")), 3.0),
+        "int8_over_savedmodel_served_64": _target(_div(*served), 1.0),
+        "int8_size_over_float32": _target(_div(*sizes), 0.30, at_most=True),
+        "metrics_on_over_off_64": _target(_div(sum(on) / len(on) if on else None,
+                                               sum(off) / len(off) if off else None), 0.95),
+    }
+
+
+def _div(a, b) -> float | None:
+    a = a["throughput_rps"] if isinstance(a, dict) else a
+    b = b["throughput_rps"] if isinstance(b, dict) else b
+    return a / b if a is not None and b else None
+
+
+def _target(value: float | None, target: float | None, at_most: bool = False) -> dict:
+    met = None if value is None or target is None else (value <= target if at_most else value >= target)
+    return {"value": value, "target": target, "comparison": "<=" if at_most else ">=", "met": met}
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _n(value, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def render(result: dict) -> str:
+    """Markdown tables of every figure (also what README's Performance section quotes)."""
+    m = result["machine"]
+    parts = [f"Machine: {m['nproc']} cores, {m['cpu_model']}; {result['date']}; load average at start "
+             f"{result['load_average_start'][0]:.2f}, at end {result['load_average_end'][0]:.2f}"]
+    parts.append(render_ceiling(result["compute_ceiling"]))
+    parts.append(render_sweep(result["sweep"]))
+    parts.append(render_variants(result["variants"]))
+    if "digits" in result:
+        parts.append(render_variants(result["digits"]))
+    parts.append(render_overload(result["overload"]))
+    parts.append(render_ratios(result["ratios"], result.get("metrics", {})))
+    return "\n\n".join(parts)
+
+
+def render_ceiling(ceiling: dict) -> str:
+    rows = []
+    for name, rates in ceiling.items():
+        if isinstance(rates, list):
+            threads = "" if name == "savedmodel" else f" ({ceiling['tflite_threads']} thread)"
+            rows += [[name + threads, str(r["batch"]), _n(r["rows_per_s"]), _n(r["ms_per_batch"], 2)] for r in rates]
+    return "Compute ceiling (in-process, best of repeats)\n" + _table(["model", "batch", "rows/s", "ms/batch"], rows)
+
+
+def render_sweep(sweep: dict) -> str:
+    names = list(sweep)
+    header = ["clients"] + [f"{n} {col}" for n in names for col in ("req/s", "p50 ms", "p99 ms")]
+    rows = []
+    for i, point in enumerate(sweep[names[0]]):
+        row = [str(point["concurrency"])]
+        for name in names:
+            p = sweep[name][i]
+            row += [_n(p["throughput_rps"]) + ("*" if p["errors"] else ""), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1)]
+        rows.append(row)
+    return "Closed loop, one-row requests (* = errors at that point)\n" + _table(header, rows)
+
+
+def render_variants(table: dict) -> str:
+    rows = []
+    for variant, row in table["rows"].items():
+        served = row["served_64"] or {}
+        quality = row["accuracy"] if row["accuracy"] is not None else row.get("mse")
+        rows.append([variant, _n(row["size_bytes"] and row["size_bytes"] / 1024, 1), _n(quality, 3),
+                     _n(row["inproc_b1_rows_s"]), _n(row["inproc_b32_rows_s"]),
+                     _n(served.get("throughput_rps")), _n(served.get("p99_ms"), 1)])
+    header = ["variant", "size KiB", "accuracy", "in-process b1 rows/s", "in-process b32 rows/s",
+              "served @64 req/s", "served @64 p99 ms"]
+    return f"Variants of {table['model']} v{table['version']}\n" + _table(header, rows)
+
+
+def render_overload(overload: dict) -> str:
+    rows = [[f"{p['factor']:.1f}x", _n(p["offered_rps"]), _n(p["sent_rps"]), _n(p["throughput_rps"]),
+             _n(p["rejected_rps"]), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1),
+             str({k: v for k, v in p["errors"].items() if k != "UNAVAILABLE"} or "")] for p in overload["phases"]]
+    header = ["phase", "offered/s", "sent/s", "admitted/s", "rejected/s (UNAVAILABLE)", "p50 ms", "p99 admitted ms",
+              "other errors"]
+    return (f"Open loop around saturation ({overload['saturation_rps']:.0f} req/s, "
+            f"{overload['seconds_per_phase']} s per phase, in this order)\n" + _table(header, rows))
+
+
+def render_ratios(ratios: dict, metrics: dict) -> str:
+    rows = []
+    for key, value in ratios.items():
+        if isinstance(value, dict):
+            met = {True: "met", False: "MISSED", None: "n/a"}[value["met"]]
+            rows.append([key, _n(value["value"], 2), f"{value['comparison']} {_n(value['target'], 2)}", met])
+        else:
+            rows.append([key, _n(value, 2), "", ""])
+    return "Ratios and targets\n" + _table(["figure", "value", "target", ""], rows)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Throughput and p99 against concurrency, one line per configuration (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    for name, points in result["sweep"].items():
+        n = [p["concurrency"] for p in points]
+        top.plot(n, [p["throughput_rps"] for p in points], marker="o", label=name)
+        bottom.plot(n, [p["p99_ms"] for p in points], marker="o", label=name)
+    compute = result["ratios"].get("compute_ceiling_rows_s")
+    if compute:
+        top.axhline(compute, linestyle="--", color="grey", label="compute ceiling (in-process)")
+    top.set_ylabel("requests/s (one row each)")
+    bottom.set_ylabel("p99 latency (ms)")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("concurrent clients (closed loop)")
+    bottom.set_xscale("log", base=2)
+    m = result["machine"]
+    top.set_title(f"MNIST CNN, {m['nproc']} cores {m['cpu_model']}, {result['date'][:10]}", fontsize=9)
+    top.legend(fontsize=8)
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

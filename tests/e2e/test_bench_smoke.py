@@ -1,0 +1,36 @@
+"""`make bench` in its quickest form: the harness runs end to end and writes valid JSON. Never asserts speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.process import ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bench_quick_run_writes_results(tmp_path):
+    command = [
+        sys.executable, "-m", "loadtests.bench", "--quick", "--duration-s", "1", "--warmup-s", "0.2",
+        "--concurrency", "1,8", "--variants", "savedmodel,int8",
+        "--results-dir", str(tmp_path), "--machine", "smoke",
+    ]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=880, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (json_path,) = tmp_path.glob("*-smoke.json")
+    result = json.loads(json_path.read_text())
+    expected = {"machine", "versions", "command", "date", "compute_ceiling", "sweep", "variants", "overload", "ratios"}
+    assert expected <= set(result)
+    assert result["machine"]["nproc"] >= 1 and result["machine"]["cpu_model"]
+    for name in ("framework_ceiling", "batched", "unbatched"):
+        points = result["sweep"][name]
+        assert [p["concurrency"] for p in points] == [1, 8]
+        assert all(p["ok"] + sum(p["errors"].values()) > 0 for p in points)
+    assert set(result["variants"]["rows"]) >= {"savedmodel", "int8"}
+    assert [p["factor"] for p in result["overload"]["phases"]] == [0.5, 0.8, 2.0, 0.5]
+    assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
+    assert "Ratios and targets" in proc.stdout
