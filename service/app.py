@@ -16,9 +16,10 @@ from service.api import model_service_pb2, model_service_pb2_grpc, prediction_se
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
+from service.heap import settle_heap
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
-from service.repository.servable import ServableVersion
+from service.repository.servable import ServableVersion, VersionState
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
 from service.rpc.prediction_servicer import PredictionServicer
@@ -62,6 +63,7 @@ class BatchwiseServer:
         await self._server.start()
         log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
         await self.manager.reconcile(wait=True)
+        settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
         await self._refresh_health()
         self._poller = asyncio.get_running_loop().create_task(self.manager.poll_forever())
         return self.port
@@ -110,6 +112,8 @@ class BatchwiseServer:
         return DynamicBatcher(workers, settings, name=name)
 
     def _on_state(self, servable: ServableVersion) -> None:
+        if servable.state is VersionState.END and self.port is not None:
+            asyncio.get_running_loop().call_soon(settle_heap)  # let the old version's frozen cycles be collected
         if not self._stopping and self.port is not None:
             asyncio.get_running_loop().create_task(self._refresh_health())
 
