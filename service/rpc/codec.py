@@ -190,8 +190,7 @@ def _string_values(array: np.ndarray) -> list[bytes]:
 
 def _decode(proto: tensor_pb2.TensorProto, max_elements: int) -> np.ndarray:
     dt = proto.dtype
-    if dt not in _WIRE_DTYPE:
-        numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
+    numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
     shape, count = _checked_shape(proto.tensor_shape, max_elements)
     content = proto.tensor_content  # NOTE: every access copies the bytes out of the message; read once.
     # ListFields() names only the fields that are set: one call instead of a len(getattr()) per value field.
