@@ -64,6 +64,8 @@ class RuntimeSettings(BaseModel):
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto uses a GPU when one is visible")
     tflite_threads: int = Field(1, ge=1, description="threads per LiteRT interpreter")
+    tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow threads within one op (0 = one per core)")
+    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow ops run at once (0 = one per core)")
     tflite_pool_size: int = Field(2, ge=1, description="LiteRT interpreters per model version")
     consistency_atol: float = Field(0.05, ge=0, description="max |diff| vs the model card's sample outputs")
     min_top1_agreement: float = Field(0.9, ge=0, le=1, description="classification agreement vs the card")

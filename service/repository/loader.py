@@ -62,8 +62,9 @@ class VariantLoader:
 
     def _load(self, source: VersionDir, variant: str, path: Path) -> Backend:
         if variant == SAVEDMODEL:
-            from service.runtime.savedmodel import SavedModelBackend, configure_gpus
+            from service.runtime.savedmodel import SavedModelBackend, configure_gpus, configure_threads
 
+            configure_threads(self._settings.runtime.tf_intra_op_threads, self._settings.runtime.tf_inter_op_threads)
             device = self._settings.runtime.device
             devices = configure_gpus() if device != "cpu" else ["/CPU:0"]
             if device == "gpu" and not devices:

@@ -15,6 +15,27 @@ from service.runtime.base import SignatureSpec, TensorSpec
 
 log = logging.getLogger(__name__)
 _gpus_configured = False
+_threads_configured: tuple[int, int] | None = None
+
+
+def configure_threads(intra_op: int, inter_op: int) -> None:
+    """Size TensorFlow's thread pools once per process (0 keeps TF's default of one thread per core).
+
+    NOTE: must run before TensorFlow executes its first op (i.e. before the first model loads);
+    later calls with other values are logged and ignored, since TF cannot resize its pools.
+    """
+    global _threads_configured
+    wanted = (intra_op, inter_op)
+    if _threads_configured is not None:
+        if wanted != _threads_configured:
+            log.warning("TensorFlow threads already set to %s; ignoring %s", _threads_configured, wanted)
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as exc:  # the context was initialised by someone else first
+        log.warning("could not set TensorFlow threads to %s: %s", wanted, exc)
+    _threads_configured = wanted
 
 
 def configure_gpus() -> list[str]:
