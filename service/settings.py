@@ -76,9 +76,12 @@ class BatchingSettings(BaseModel):
 
     enabled: bool = Field(True, description="merge concurrent requests into batches")
     max_batch_size: int = Field(64, ge=1, description="rows in one model call")
-    batch_timeout_ms: float = Field(1.0, ge=0, description="wait after the first queued row before running")
+    batch_timeout_ms: float = Field(5.0, ge=0, description="longest wait after the first queued row before running")
+    batch_idle_timeout_ms: float = Field(
+        1.0, ge=0, description="run sooner once no request has joined the batch for this long (0 = off)"
+    )
     max_queue_rows: int = Field(4096, ge=1, description="rows waiting per batcher; more are refused")
-    num_batch_workers: int = Field(2, ge=1, description="batches computed at once per batcher")
+    num_batch_workers: int = Field(1, ge=1, description="batches computed at once per batcher")
     allowed_batch_sizes: list[int] = Field([], description="pad batches up to these sizes (ascending)")
 
     @model_validator(mode="after")

@@ -76,7 +76,9 @@ class DynamicBatcher:
         self._batching = settings.enabled
         self._timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
         self._allowed_sizes = list(settings.allowed_batch_sizes) if settings.enabled else []
-        self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled)
+        idle_ms = settings.batch_idle_timeout_ms if settings.enabled else 0.0
+        idle_s = idle_ms / 1000 if 0 < idle_ms < settings.batch_timeout_ms else None  # 0 = off
+        self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled, idle_s=idle_s)
         self._seq = itertools.count()
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None

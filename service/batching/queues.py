@@ -35,20 +35,24 @@ class _KeyQueue:
     items: deque[Pending] = field(default_factory=deque)
     rows: int = 0  # rows of live (queued) items
     dead: int = 0  # items still in the deque but discarded
+    last_s: float = 0.0  # when the newest item was queued (for the idle timeout)
 
 
 class BatchQueue:
     """Row-counting FIFO queues, one per compatibility key, with oldest-head-first selection.
 
-    A key's batch is ready when it holds max_batch_rows rows or its oldest item's timeout has
-    passed. `take` prefers the key with the oldest head, so one shape cannot starve another.
+    A key's batch is ready when it holds max_batch_rows rows, or its oldest item's timeout has
+    passed, or (with `idle_s`) nothing joined it for idle_s seconds: requests that keep arriving
+    keep the batch open up to the timeout, a lone request does not wait for it.
+    `take` prefers the key with the oldest head, so one shape cannot starve another.
     Costs: push and discard O(1) amortized, take O(rows taken + log keys).
     NOTE: not thread-safe; the batcher uses it from the event loop thread only.
     """
 
-    def __init__(self, max_batch_rows: int, *, one_per_batch: bool = False) -> None:
+    def __init__(self, max_batch_rows: int, *, one_per_batch: bool = False, idle_s: float | None = None) -> None:
         self._max_rows = max_batch_rows
         self._one_per_batch = one_per_batch
+        self._idle_s = idle_s
         self._queues: dict[Hashable, _KeyQueue] = {}
         self._heads: list[tuple[int, Hashable]] = []  # one (seq, key) per key; seq may lag the real head
         self._full: set[Hashable] = set()
@@ -62,6 +66,7 @@ class BatchQueue:
             kq = self._queues[item.key] = _KeyQueue(item.key)
             heapq.heappush(self._heads, (item.seq, item.key))
         kq.items.append(item)
+        kq.last_s = item.enqueued_s
         kq.rows += item.rows
         self.rows += item.rows
         item.queued = True
@@ -93,7 +98,7 @@ class BatchQueue:
         kq = self._oldest()
         if kq is None:
             return None
-        if not (flush or now_s >= kq.items[0].ready_s or kq.rows >= self._max_rows):
+        if not (flush or now_s >= self._ready_at(kq) or kq.rows >= self._max_rows):
             if not self._full:
                 return None
             key = min(self._full, key=lambda k: self._queues[k].items[0].seq)
@@ -103,7 +108,14 @@ class BatchQueue:
     def wake_at(self) -> float | None:
         """When the oldest queued item's timeout passes; None when nothing is queued."""
         kq = self._oldest()
-        return None if kq is None else kq.items[0].ready_s
+        return None if kq is None else self._ready_at(kq)
+
+    def _ready_at(self, kq: _KeyQueue) -> float:
+        """When the key's batch becomes ready by time: its head's timeout, or sooner once it goes idle."""
+        ready_s = kq.items[0].ready_s
+        if self._idle_s is not None:
+            ready_s = min(ready_s, kq.last_s + self._idle_s)
+        return ready_s
 
     def drain(self) -> list[Pending]:
         """Remove and return every queued item, oldest first."""

@@ -123,7 +123,11 @@ async def eventually(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -
 async def started(
     fns: FakeModel | Sequence[Callable[..., Any]], observer: RecordingObserver | None = None, **knobs: Any
 ) -> DynamicBatcher:
-    """A started batcher over `fns` (one worker per element; a single model means one worker)."""
+    """A started batcher over `fns` (one worker per element; a single model means one worker).
+
+    The idle timeout is off unless a test sets it, so batch_timeout_ms alone decides when batches run.
+    """
+    knobs.setdefault("batch_idle_timeout_ms", 0.0)
     batcher = DynamicBatcher(
         [fns] if isinstance(fns, FakeModel) else list(fns), BatchingSettings(**knobs), name="fake", observer=observer
     )

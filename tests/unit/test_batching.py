@@ -39,6 +39,18 @@ async def test_timeout_flushes_a_partial_batch():
 
 
 @async_test
+async def test_idle_timeout_runs_a_lone_request_long_before_the_batch_timeout():
+    model, observer = FakeModel(), RecordingObserver()
+    batcher = await started(model, observer, max_batch_size=64, batch_timeout_ms=600_000, batch_idle_timeout_ms=20)
+    request = rows(2)
+    # A 10-minute timeout: only the idle timeout can have run this batch.
+    assert_same(await asyncio.wait_for(batcher.submit(request), WAIT_S), reference(request))
+    assert model.batch_rows == [2]
+    assert min(observer.batches[0][2]) >= 0.020  # never before the idle time (a guarantee, not a speed claim)
+    await batcher.stop()
+
+
+@async_test
 async def test_size_flushes_a_full_batch_without_waiting_for_the_timeout():
     model = FakeModel()
     batcher = await started(model, max_batch_size=4, batch_timeout_ms=600_000)

@@ -22,6 +22,7 @@ knobs = st.fixed_dictionaries(
     {
         "max_batch_size": st.integers(1, 8),
         "batch_timeout_ms": st.sampled_from([0.0, 0.5, 2.0]),
+        "batch_idle_timeout_ms": st.sampled_from([0.0, 0.3]),
         "workers": st.integers(1, 3),
         "pad": st.booleans(),
     }
@@ -46,6 +47,7 @@ async def _batcher(knob: dict, models: list[FakeModel], observer: RecordingObser
         observer,
         max_batch_size=size,
         batch_timeout_ms=knob["batch_timeout_ms"],
+        batch_idle_timeout_ms=knob["batch_idle_timeout_ms"],
         allowed_batch_sizes=allowed,
         max_queue_rows=10_000,
     )

@@ -33,6 +33,24 @@ def test_the_timer_starts_at_the_first_queued_item():
     assert queue.rows == 0 and queue.wake_at() is None
 
 
+def test_the_idle_timeout_runs_a_batch_nobody_joined_lately_but_never_past_the_timeout():
+    queue = BatchQueue(8, idle_s=0.2)
+    first, second, third = _item("a", 1, at_s=0.0), _item("a", 1, at_s=0.15), _item("a", 1, at_s=0.3)
+    queue.push(first)
+    assert queue.wake_at() == pytest.approx(0.2)  # a lone request waits idle_s, not the 1 s timeout
+    queue.push(second)
+    assert queue.wake_at() == pytest.approx(0.35)  # each arrival keeps the batch open a little longer
+    assert queue.take(0.34) is None
+    assert queue.take(0.35) == ([first, second], [])
+    queue.push(third)
+    late = [_item("a", 1, at_s=0.3 + 0.19 * i) for i in range(1, 6)]  # arrivals never 0.2 s apart
+    for item in late:
+        queue.push(item)
+    assert queue.take(1.29) is None
+    assert queue.wake_at() == pytest.approx(1.3)  # the head's timeout still bounds the wait
+    assert queue.take(1.3) == ([third, *late], [])
+
+
 def test_a_full_key_is_ready_before_its_timeout_and_caps_the_batch():
     queue = BatchQueue(4)
     items = [_item("a", 2, at_s=0.0) for _ in range(3)]
