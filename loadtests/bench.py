@@ -121,14 +121,23 @@ class Bench:
         (self.work / f"{prefix}-response.bin").write_bytes(response)
         return self.work / f"{prefix}-request.bin", self.work / f"{prefix}-response.bin", request
 
-    def ceilings(self, version_dir: Path) -> dict:
-        quick = self.args.quick
-        max_batch = report.server_settings(self.args.server_arg).batching.max_batch_size
-        sizes = sorted({1, 8, 32, max_batch})
-        self.log(f"compute ceiling in-process: SavedModel at {sizes}, LiteRT variants at 1 and 32")
-        return self.run_python("loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes",
-                               ",".join(map(str, sizes)), "--seconds", "0.2" if quick else "0.6",
-                               "--repeats", "2" if quick else "3")
+    def ceilings(self, version_dir: Path, sizes: list[int], tflite_sizes: str = "1,32") -> dict:
+        """SavedModel with the server's TF threads and with TF's default; LiteRT at 1 and 2 threads."""
+        runtime = report.server_settings(self.args.server_arg).runtime
+        timing = ["--seconds", "0.2" if self.args.quick else "0.6", "--repeats", "2" if self.args.quick else "3"]
+        self.log(f"compute ceiling in-process: SavedModel at {sizes}, LiteRT variants at {tflite_sizes}")
+        ours = self.run_python(
+            "loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes", ",".join(map(str, sizes)),
+            "--tflite-batch-sizes", tflite_sizes, "--tflite-threads", "1,2",
+            "--tf-threads", f"{runtime.tf_intra_op_threads},{runtime.tf_inter_op_threads}", *timing,
+        )
+        default = self.run_python(
+            "loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes", ",".join(map(str, sizes[-2:])),
+            "--tflite-threads", "", "--tf-threads", "0,0", *timing,
+        )
+        if "savedmodel" in default:
+            ours["savedmodel@tf-default-threads"] = default["savedmodel"]
+        return ours
 
     def start_servers(self, group: servers.ServerSet, repository: Path, response: Path) -> None:
         """Every server of the main run, started at once so that their start-ups overlap."""
@@ -212,8 +221,7 @@ class Bench:
             return
         version_dir = versions[-1]
         request, _response, probe = self.write_payloads(version_dir, "digits")
-        ceiling = self.run_python("loadtests.ceilings", "--version-dir", str(version_dir), "--batch-sizes", "1,32",
-                                  "--seconds", "0.2" if self.args.quick else "0.6")
+        ceiling = self.ceilings(version_dir, [1, 32])
         with servers.ServerSet() as group:
             for variant in self.args.variants:
                 group.add(self.ours(f"variant-{variant}", repo, ["--runtime.variant", variant], {}))
@@ -225,7 +233,9 @@ class Bench:
         self.result.update(report.environment(sys.argv))
         version_dir = self.build_model()
         request, response, probe = self.write_payloads(version_dir, "mnist")
-        self.result["compute_ceiling"] = self.ceilings(version_dir)  # alone on the machine: before any server
+        max_batch = report.server_settings(self.args.server_arg).batching.max_batch_size
+        # Alone on the machine: before any server starts.
+        self.result["compute_ceiling"] = self.ceilings(version_dir, sorted({1, 8, 32, max_batch}))
         self.main_run(version_dir, request, response, probe)
         if self.args.digits_repo:
             self.digits(self.args.digits_repo)

@@ -4,8 +4,9 @@ SavedModel: the `serving_default` concrete function called directly in a loop at
 TFLite: a LiteRT interpreter per variant, resized to the batch, inputs already in the
 interpreter's dtype (int8 inputs quantized once beforehand), invoke + copy the outputs out.
 Each figure is the best of a few repeats (best = least disturbed by the other tenants of a
-shared machine). Run in its own process (it imports TensorFlow):
-`python -m loadtests.ceilings --version-dir DIR --batch-sizes 1,32,64` prints JSON.
+shared machine). TensorFlow's thread pools can be sized once per process, so each TF threading
+is its own run: `python -m loadtests.ceilings --version-dir DIR --batch-sizes 1,32,64
+--tf-threads 1,1 --tflite-threads 1,2` prints JSON.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def sample_batch(card: dict, input_name: str, rows: int) -> np.ndarray:
 
 def savedmodel_rates(version_dir: Path, input_name: str, batch: Callable[[int], np.ndarray],
                      sizes: Sequence[int], *, seconds: float, repeats: int) -> list[dict]:
-    """Rows/s of the SavedModel's serving_default at each batch size (TF's default threading)."""
+    """Rows/s of the SavedModel's serving_default at each batch size (TF threads as configured)."""
     import tensorflow as tf
 
     function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -87,39 +88,53 @@ def litert_rates(path: Path, batch: Callable[[int], np.ndarray], sizes: Sequence
     return rates
 
 
-def measure(version_dir: Path, sizes: Sequence[int], tflite_sizes: Sequence[int], *, tflite_threads: int,
-            seconds: float, repeats: int) -> dict:
-    """Every ceiling for one repository version: {"savedmodel": [...], "<variant>": [...], ...}."""
+def measure(version_dir: Path, sizes: Sequence[int], tflite_sizes: Sequence[int], *,
+            tflite_threads: Sequence[int], seconds: float, repeats: int) -> dict:
+    """Every ceiling for one version: {"savedmodel": [...], "<variant>": [...], "<variant>@2t": [...]}.
+
+    A TFLite variant at the first of `tflite_threads` is keyed by its name, others get "@<n>t".
+    """
     card = json.loads((version_dir / "model_card.json").read_text())
     (input_name,) = card["samples"]["inputs"]
     batch = lambda rows: sample_batch(card, input_name, rows)  # noqa: E731
-    result = {"input": input_name, "tflite_threads": tflite_threads}
-    if (version_dir / "saved_model.pb").exists():
+    result: dict = {"input": input_name}
+    if sizes and (version_dir / "saved_model.pb").exists():
         result["savedmodel"] = savedmodel_rates(version_dir, input_name, batch, sizes, seconds=seconds, repeats=repeats)
     for variant in TFLITE_VARIANTS:
         path = version_dir / "tflite" / f"{variant}.tflite"
-        if path.exists():
-            result[variant] = litert_rates(
-                path, batch, tflite_sizes, threads=tflite_threads, seconds=seconds, repeats=repeats
-            )
+        for i, threads in enumerate(tflite_threads):
+            if path.exists():
+                result[variant if i == 0 else f"{variant}@{threads}t"] = litert_rates(
+                    path, batch, tflite_sizes, threads=threads, seconds=seconds, repeats=repeats
+                )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.ceilings", description=__doc__.split("\n")[0])
     parser.add_argument("--version-dir", type=Path, required=True)
-    parser.add_argument("--batch-sizes", default="1,8,32,64", help="SavedModel batch sizes")
+    parser.add_argument("--batch-sizes", default="1,8,32,64", help="SavedModel batch sizes ('' to skip it)")
     parser.add_argument("--tflite-batch-sizes", default="1,32")
-    parser.add_argument("--tflite-threads", type=int, default=1)
+    parser.add_argument("--tflite-threads", default="1", help="LiteRT threads to measure, e.g. 1,2 ('' to skip)")
+    parser.add_argument("--tf-threads", default="0,0", help="TensorFlow intra-op,inter-op threads (0 = TF default)")
     parser.add_argument("--seconds", type=float, default=0.6, help="per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.batch_sizes.split(",")]
-    tflite_sizes = [int(s) for s in args.tflite_batch_sizes.split(",")]
+    sizes = [int(s) for s in args.batch_sizes.split(",") if s]
+    tflite_sizes = [int(s) for s in args.tflite_batch_sizes.split(",") if s]
+    tflite_threads = [int(t) for t in args.tflite_threads.split(",") if t]
+    intra, inter = (int(t) for t in args.tf_threads.split(","))
+    if sizes:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     result = measure(
-        args.version_dir, sizes, tflite_sizes, tflite_threads=args.tflite_threads, seconds=args.seconds,
+        args.version_dir, sizes, tflite_sizes, tflite_threads=tflite_threads, seconds=args.seconds,
         repeats=args.repeats,
     )
+    result["tf_threads"] = {"intra_op": intra, "inter_op": inter}
+    result["tflite_threads"] = tflite_threads
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
