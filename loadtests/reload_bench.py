@@ -116,6 +116,20 @@ async def drive(target: str, concurrency: int, duration_s: float) -> tuple[list[
     return latencies_s, errors
 
 
+def run_phases(target: str, publisher: Publisher, concurrency: int, phase_s: float) -> dict[str, list]:
+    """Warm up, then alternate steady and reloading phases; condition -> [latencies_s, errors]."""
+    phases: dict[str, list] = {"steady": [[], {}], "reloading": [[], {}]}
+    asyncio.run(drive(target, concurrency, 3.0))  # warm-up, discarded
+    for name in ("steady", "reloading", "steady", "reloading"):
+        (publisher.active.set if name == "reloading" else publisher.active.clear)()
+        time.sleep(0.5 if name == "steady" else 0)  # let a reload in flight finish before a steady phase
+        latencies, errors = asyncio.run(drive(target, concurrency, phase_s))
+        phases[name][0] += latencies
+        for code, count in errors.items():
+            phases[name][1][code] = phases[name][1].get(code, 0) + count
+    return phases
+
+
 def summarize(latencies_s: list[float], errors: dict[str, int], duration_s: float) -> dict:
     ms = np.asarray(latencies_s) * 1000
     return {
@@ -152,18 +166,10 @@ def main() -> int:
     server = start_server(["--repository.path", str(repo), "--server.port", str(port),
                            "--repository.poll-interval-s", "0.25"], log_path=log_path)
     publisher = Publisher(target, repo, source)
-    phases: dict[str, list] = {"steady": [[], {}], "reloading": [[], {}]}
     try:
         wait_serving(target, server)
         publisher.start()
-        asyncio.run(drive(target, args.concurrency, 3.0))  # warm-up, discarded
-        for name in ("steady", "reloading", "steady", "reloading"):
-            (publisher.active.set if name == "reloading" else publisher.active.clear)()
-            time.sleep(0.5 if name == "steady" else 0)  # let a reload in flight finish before a steady phase
-            latencies, errors = asyncio.run(drive(target, args.concurrency, args.phase_s))
-            phases[name][0] += latencies
-            for code, count in errors.items():
-                phases[name][1][code] = phases[name][1].get(code, 0) + count
+        phases = run_phases(target, publisher, args.concurrency, args.phase_s)
     finally:
         publisher.done.set()
         server.terminate()
