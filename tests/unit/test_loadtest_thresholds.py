@@ -38,7 +38,9 @@ def test_limits_at_the_measured_value_pass():
 
 
 def test_a_run_without_requests_fails():
-    assert Thresholds(max_failure_ratio=None).violations(Totals(num_requests=0)) == ["no request completed"]
+    idle = Totals(num_requests=0, total_rps=0.0)
+    assert Thresholds().violations(idle) == ["no request completed"]
+    assert len(Thresholds(min_rps=1).violations(idle)) == 2
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("2m", 120), ("1h30m", 5400), ("1m5s", 65)])
