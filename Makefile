@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 REPO ?= model_repository
 PORT ?= 8500
 PYTEST_ARGS ?=
+LOADTEST_ARGS ?=
 
 .PHONY: serve test demo-models protos protos-check lint fmt bench loadtest clean
 
@@ -27,6 +28,10 @@ test: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## loadtest: serve $(REPO) on loopback, run locust headless (16 users, 30 s), write loadtests/reports/; fails on a threshold
+loadtest: $(VENV)/.installed demo-models
+	$(PY) loadtests/run_loadtest.py --repository $(REPO) $(LOADTEST_ARGS)
 
 ## protos: regenerate service/api from protos/
 protos: $(VENV)/.installed
