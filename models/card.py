@@ -52,6 +52,8 @@ def build_card(ctx: VersionContext, *, signature: dict, variants: dict, samples:
     }
     if data.num_classes is not None:
         card["num_classes"] = data.num_classes
+    if "epochs_run" in trained.info:
+        card["training"] = {"epochs_run": trained.info["epochs_run"]}
     if trained.phases:
         card["phases"] = trained.phases
     if "pruning" in trained.info:

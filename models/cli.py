@@ -64,7 +64,7 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
                           "fine-tuning phase with a polynomial schedule (default 0: off)")
     opt.add_argument("--prune-epochs", type=int, default=3, help="epochs of the pruning phase (default 3)")
     opt.add_argument("--variants", default=",".join(VARIANTS),
-                     help=f"comma-separated TFLite variants to build (default {','.join(VARIANTS)})")
+                     help=f"comma-separated TFLite variants to build, or `none` (default {','.join(VARIANTS)})")
     opt.add_argument("--max-accuracy-drop", type=float, default=1.0,
                      help="refuse a TFLite variant whose test accuracy is more than this many points below "
                           "the SavedModel's (regression: MSE more than this many percent above) (default 1.0)")
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> TrainOptions:
     """TrainOptions from parsed arguments; raises TrainerError for an unknown variant name."""
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip() not in {"", "none"})
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise TrainerError(f"unknown TFLite variant(s) {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
@@ -103,15 +103,24 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**fields, variants=variants)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse argv, run the command, print one `error: ...` line on bad input. Returns the exit code."""
-    args = build_parser().parse_args(argv)
+def _run(args: argparse.Namespace):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the output
     from models.pipeline import run
     from models.report import Reporter
 
+    return run(options_from(args), Reporter(quiet=args.quiet))
+
+
+def train(argv: list[str]):
+    """Run the arguments of `train` in-process; return the pipeline's RunResult. Raises TrainerError."""
+    return _run(build_parser().parse_args(["train", *argv]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv, run the command, print one `error: ...` line on bad input. Returns the exit code."""
+    args = build_parser().parse_args(argv)
     try:
-        run(options_from(args), Reporter(quiet=args.quiet))
+        _run(args)
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

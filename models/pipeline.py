@@ -14,10 +14,11 @@ from models.report import Reporter, summary_table
 
 @dataclass
 class RunResult:
-    """What a run produced: the card and folder when this process published, else None for both."""
+    """What a run produced: the card and folder when this process published (else None), and the model."""
 
     card: dict | None
     path: Path | None
+    model: object = None  # the trained keras.Model, detached from any distribution strategy
 
 
 def run(opts: TrainOptions, reporter: Reporter) -> RunResult:
@@ -52,7 +53,7 @@ def run(opts: TrainOptions, reporter: Reporter) -> RunResult:
     training.report_metric(reporter, "trained model", data.task, training.evaluate(trained.model, data))
     if not training.is_chief(strategy):
         reporter.result("not the chief worker: nothing published (the chief publishes)")
-        return RunResult(None, None)
+        return RunResult(None, None, trained.model)
     return _publish(opts, version, trained, data, reporter)
 
 
@@ -64,7 +65,7 @@ def _publish(opts: TrainOptions, version: int, trained, data, reporter: Reporter
     path, card = publish(opts.repository, opts.name, version, lambda folder: write_version(folder, ctx))
     reporter.result(summary_table(card))
     reporter.result(f"published {path}")
-    return RunResult(card, path)
+    return RunResult(card, path, trained.model)
 
 
 def _seed(seed: int) -> None:

@@ -74,7 +74,9 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._kernels = prunable_kernels(self.model)
-        self._masks = [np.ones(kernel.shape, dtype=np.float32) for kernel in self._kernels]
+        # A later fit() with the same callback resumes the schedule where it stopped.
+        sparsity = polynomial_sparsity(self.step, self.target_sparsity, self.end_step) if self.step else 0.0
+        self._masks = [magnitude_mask(np.asarray(k.numpy()), sparsity) for k in self._kernels]
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step += 1
