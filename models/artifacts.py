@@ -69,8 +69,9 @@ def _savedmodel_variant(folder: Path, data: Dataset, predict) -> dict:
     metric = score(data.task, predict_in_chunks(predict, data.x_test), data.y_test)
     one_row = data.x_test[:1]
     size, gzipped = file_sizes(savedmodel_files(folder))
+    latency = round(latency_ms(lambda: predict(one_row)), 4)
     return {"path": ".", "interface": "float", "published": True, metric_name(data.task): metric,
-            "size_bytes": size, "gzip_size_bytes": gzipped, "latency_ms_batch1": latency_ms(lambda: predict(one_row))}
+            "size_bytes": size, "gzip_size_bytes": gzipped, "latency_ms_batch1": latency}
 
 
 def _tflite_variant(folder: Path, name: str, data: Dataset, calibration: np.ndarray, *,
@@ -94,7 +95,7 @@ def _tflite_variant(folder: Path, name: str, data: Dataset, calibration: np.ndar
         entry["interface"] = "int8"
     entry["size_bytes"] = len(model_bytes)
     entry["gzip_size_bytes"] = gzip_size_bytes(model_bytes)
-    entry["latency_ms_batch1"] = litert_latency_ms(runtime, {data.input_name: data.x_test[:1]})
+    entry["latency_ms_batch1"] = round(litert_latency_ms(runtime, {data.input_name: data.x_test[:1]}), 4)
     reason = gate(data.task, reference[key], entry[key], max_drop)
     if reason:
         entry["refused_reason"] = reason

@@ -126,7 +126,8 @@ def fit(model: keras.Model, data: Dataset, opts: TrainOptions, reporter: Reporte
     train = train.shuffle(len(data.x_train), seed=opts.seed, reshuffle_each_iteration=True).batch(opts.batch_size)
     validation = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(opts.batch_size).cache()
     try:
-        history = model.fit(train, validation_data=validation, epochs=epochs, verbose=0, callbacks=all_callbacks)
+        history = model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0,
+                            callbacks=all_callbacks)
     except KeyError as exc:
         raise TrainerError(f"cannot monitor {exc}: choose a metric the model logs, e.g. val_loss") from None
     return history.history

@@ -88,11 +88,20 @@ def _unfreeze_last(features, count: int) -> list[str]:
     return [layer.name for layer in chosen]
 
 
-def train(data: Dataset, opts: TrainOptions, strategy, reporter: Reporter) -> TrainedModel:
-    """Phase 1: frozen base + new head. Phase 2: unfreeze the last N layers, fine-tune at a low rate."""
+def _with_new_head(base, data: Dataset, opts: TrainOptions) -> tuple:
+    """(model, features): the base minus its last layer, frozen, under a new head for data's classes."""
     import keras
 
     from models.recipes.layers import head
+
+    features = keras.Model(base.inputs, base.layers[-2].output, name="base_features")
+    features.trainable = False
+    inputs = keras.Input(shape=data.input_shape, name=data.input_name)
+    return keras.Model(inputs, head(features(inputs, training=False), data, opts), name="transfer"), features
+
+
+def train(data: Dataset, opts: TrainOptions, strategy, reporter: Reporter) -> TrainedModel:
+    """Phase 1: frozen base + new head. Phase 2: unfreeze the last N layers, fine-tune at a low rate."""
     from models.training import compile_model, detach, evaluate, fit, is_chief, report_metric, standard_callbacks
 
     phases, notes = {}, []
@@ -103,10 +112,7 @@ def train(data: Dataset, opts: TrainOptions, strategy, reporter: Reporter) -> Tr
         else:
             base, phases["base_classes_0_4"] = _train_base(data, opts, strategy, reporter)
             report_metric(reporter, "base (digits 0-4)", "classification", phases["base_classes_0_4"])
-        features = keras.Model(base.inputs, base.layers[-2].output, name="base_features")
-        features.trainable = False
-        inputs = keras.Input(shape=data.input_shape, name=data.input_name)
-        model = keras.Model(inputs, head(features(inputs, training=False), data, opts), name="transfer")
+        model, features = _with_new_head(base, data, opts)
         compile_model(model, data.task, opts.optimizer, opts.learning_rate)
     chief = is_chief(strategy)
     fit(model, data, opts, reporter, phase="head", epochs=opts.epochs,
@@ -118,7 +124,8 @@ def train(data: Dataset, opts: TrainOptions, strategy, reporter: Reporter) -> Tr
     unfrozen = _unfreeze_last(features, opts.fine_tune_layers)
     with strategy.scope():
         compile_model(model, data.task, "adam", opts.fine_tune_learning_rate)
-    fit(model, data, opts, reporter, phase="fine-tune", epochs=opts.fine_tune_epochs or 2 * opts.epochs,
+    fine_tune_epochs = opts.fine_tune_epochs or 2 * opts.epochs
+    fit(model, data, opts, reporter, phase="fine-tune", epochs=fine_tune_epochs,
         callbacks=standard_callbacks(opts, chief, "fine-tune"))
     tuned = detach(model)
     phases["fine_tuned"] = evaluate(tuned, data)
@@ -128,7 +135,7 @@ def train(data: Dataset, opts: TrainOptions, strategy, reporter: Reporter) -> Tr
         chosen = head_only
         notes.append("fine-tuning lowered validation accuracy; published the head-only weights")
     hyper = {"fine_tune_layers": opts.fine_tune_layers, "fine_tune_learning_rate": opts.fine_tune_learning_rate,
-             "fine_tune_epochs": opts.fine_tune_epochs or 2 * opts.epochs}
+             "fine_tune_epochs": fine_tune_epochs}
     return TrainedModel(chosen, phases=phases, notes=notes,
                         info={"hyperparameters": hyper, "prune_learning_rate": opts.fine_tune_learning_rate})
 
