@@ -87,7 +87,7 @@ def test_tabular_csv_classification(train_model, tmp_path):
     path = tmp_path / "t.csv"
     np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="f1,f2,f3,label", comments="", fmt="%.5f")
     run = train_model("tabular", "--data", path, "--repository", tmp_path / "repo", "--variants", "float32",
-                      "--quiet", "--model-name", "tab")
+                      "--quiet", "--model-name", "tab", "--epochs", "15")
     card = run.card
     assert card["task"] == "classification" and card["num_classes"] == 3
     assert card["signature"]["outputs"] == {"probabilities": {"dtype": "float32", "shape": [None, 3]}}
@@ -102,7 +102,8 @@ def test_tabular_npz_regression_and_quality_gate_refusal(train_model, tmp_path):
     y = (2 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * x[:, 3]).astype(np.float32)
     np.savez(tmp_path / "r.npz", x=x, y=y)
     run = train_model("tabular", "--task", "regression", "--data", tmp_path / "r.npz", "--repository",
-                      tmp_path / "repo", "--variants", "float32,int8", "--max-accuracy-drop", "0", "--quiet")
+                      tmp_path / "repo", "--variants", "float32,int8", "--max-accuracy-drop", "0", "--quiet",
+                      "--epochs", "20")
     card, variants = run.card, run.card["variants"]
     assert card["task"] == "regression" and card["quality_gate"] == {"max_mse_increase_percent": 0.0}
     assert variants["savedmodel"]["mse"] < 0.5 * float(np.var(y))

@@ -40,6 +40,16 @@ def test_transfer_fine_tuning_does_not_lose_to_the_head_alone(transfer_run):
     assert "fine-tuned (unfrozen:" in transfer_run.stdout
 
 
+@pytest.mark.slow
+def test_transfer_from_a_user_base_model(transfer_run, train_model, tmp_path):
+    base = transfer_run.path.parents[2] / "checkpoints" / "transfer-base.keras"
+    assert base.is_file()  # the base the first run trained, saved by --checkpoint-dir
+    run = train_model("transfer", "--base-model", base, "--repository", tmp_path, "--epochs", "3",
+                      "--fine-tune-epochs", "1", "--fine-tune-layers", "1", "--variants", "none", "--quiet")
+    assert "base_classes_0_4" not in run.card["phases"] and f"base model: {base}" in run.card["notes"]
+    assert run.card["hyperparameters"]["fine_tune_layers"] == 1
+
+
 def test_digits_int8_is_within_one_point_and_under_30_percent(digits_run):
     variants = digits_run.card["variants"]
     int8, float32 = variants["int8"], variants["float32"]
