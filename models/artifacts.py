@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +108,10 @@ def _tflite_variant(folder: Path, name: str, data: Dataset, calibration: np.ndar
 
 
 def _first_line(exc: Exception) -> str:
+    """The converter's first error message, without MLIR source locations, on one short line."""
     text = str(exc).strip()
     for line in text.splitlines():
         if "error:" in line:
-            return line.split("error:", 1)[1].strip()[:300]
+            message = line.split("error:", 1)[1].strip()
+            return re.sub(r"^loc\(.*?\)\)+:\s*", "", message)[:300]
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -53,7 +53,6 @@ class TrainOptions:
     task: str = "classification"
     label_column: str | None = None
     rnn: str = "lstm"
-    extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:

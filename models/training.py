@@ -166,7 +166,3 @@ def report_metric(reporter: Reporter, label: str, task: str, value: float) -> No
     """Print `label: accuracy 0.9722` (or mse)."""
     reporter.progress(f"{label}: test {metric_name(task)} {value:.4f}")
 
-
-def sample_rows(data: Dataset, count: int = 4) -> np.ndarray:
-    """The first `count` test inputs: the card's sample inputs."""
-    return data.x_test[:count]
