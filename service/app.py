@@ -11,14 +11,17 @@ from functools import partial
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
+from service.metrics import Metrics, MetricsEndpoint, process_registry
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
+from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
 from service.runtime.base import SignatureSpec
@@ -41,13 +44,21 @@ class BatchwiseServer:
 
     Health is NOT_SERVING until the first repository scan has loaded its versions; then the
     overall service and each model name are SERVING while a version of it is available.
+    With metrics enabled, /metrics is served on settings.metrics.host:port (bound port in
+    `metrics_port`) from `registry` (default: a new registry with the process collectors);
+    with metrics disabled there is no endpoint, no metric recording and (unless access logs
+    are sampled) no interceptor.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.port: int | None = None
+        self.metrics_port: int | None = None
         self.health = health.aio.HealthServicer()
-        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, [self._on_state])
+        self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
+        listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
+        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, listeners)
+        self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
@@ -57,6 +68,10 @@ class BatchwiseServer:
         """Bind the port, start serving, load the repository; return the bound port."""
         await self.health.set("", NOT_SERVING)
         await self.health.set(LIVENESS_SERVICE, SERVING)
+        if self.metrics is not None:
+            self._endpoint = MetricsEndpoint(self.metrics.registry, self.settings.metrics)
+            self.metrics_port = self._endpoint.start()
+            log.info("metrics on http://%s:%s/metrics", self.settings.metrics.host, self.metrics_port)
         self._server = self._build_grpc_server()
         await self._server.start()
         log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
@@ -78,6 +93,8 @@ class BatchwiseServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self.manager.stop()
+        if self._endpoint is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:
@@ -94,8 +111,12 @@ class BatchwiseServer:
         if cfg.max_connection_age_s > 0:
             options.append(("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1000)))
             options.append(("grpc.max_connection_age_grace_ms", int(cfg.grace_period_s * 1000)))
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
+        sample_rate = self.settings.logging.access_log_sample_rate
+        interceptors = [ObservabilityInterceptor(self.metrics, sample_rate)] if self.metrics or sample_rate else []
+        server = grpc.aio.server(
+            options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, interceptors=interceptors
+        )
+        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements, metrics=self.metrics)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
@@ -114,7 +135,12 @@ class BatchwiseServer:
         if len(workers) < 2:
             workers = [partial(servable.backend.predict, spec.name)] * settings.num_batch_workers
         name = f"{servable.model}/{servable.version}/{servable.variant}/{spec.name}"
-        return DynamicBatcher(workers, settings, name=name)
+        observer = None
+        if self.metrics is not None:
+            observer = self.metrics.batch_observer(
+                servable.model, servable.version, servable.variant, spec.name, settings.max_queue_rows
+            )
+        return DynamicBatcher(workers, settings, name=name, observer=observer)
 
     def _on_state(self, servable: ServableVersion) -> None:
         if not self._stopping and self.port is not None:
@@ -126,6 +152,13 @@ class BatchwiseServer:
             await self.health.set(name, SERVING if self.manager.is_available(name) else NOT_SERVING)
         ready = any(self.manager.is_available(n) for n in names)
         await self.health.set("", SERVING if ready else NOT_SERVING)
+
+
+def _build_metrics(settings: Settings, registry: CollectorRegistry | None) -> Metrics:
+    """Metrics whose row buckets cover the largest max_batch_size configured for any model."""
+    per_model = (settings.batching_for(model).max_batch_size for model in settings.models)
+    max_rows = max([settings.batching.max_batch_size, *per_model])
+    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows)
 
 
 def _reflection_pool():

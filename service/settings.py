@@ -122,6 +122,13 @@ class MetricsSettings(BaseModel):
     port: int = Field(8502, ge=0, le=65535)
     latency_buckets_s: list[float] = Field(DEFAULT_LATENCY_BUCKETS_S, description="histogram bucket bounds")
 
+    @field_validator("latency_buckets_s")
+    @classmethod
+    def _buckets_ascending(cls, buckets: list[float]) -> list[float]:
+        if not buckets or sorted(set(buckets)) != buckets or buckets[0] <= 0:
+            raise ValueError("latency_buckets_s must be positive and strictly ascending")
+        return buckets
+
 
 class LoggingSettings(BaseModel):
     """Structured logs."""

@@ -36,3 +36,10 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> N
     """Abort the call with the status that `exc` maps to. Never returns."""
     code, message = status_of(exc)
     await context.abort(code, message)
+
+
+def cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status a client sees when its call's handler was cancelled: its deadline passed, or it left."""
+    remaining = context.time_remaining()
+    expired = remaining is not None and remaining <= 0
+    return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
