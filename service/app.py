@@ -19,6 +19,7 @@ from service.dataplane import DataPlane
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
+from service.rpc.handlers import MalformedRequestInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
 from service.runtime.base import SignatureSpec
@@ -89,8 +90,12 @@ class BatchwiseServer:
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
+        server = grpc.aio.server(
+            options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, interceptors=self._interceptors()
+        )
+        servicer = PredictionServicer(
+            self.dataplane, max_tensor_elements=cfg.max_tensor_elements, max_string_bytes=cfg.max_message_bytes
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
@@ -98,6 +103,10 @@ class BatchwiseServer:
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
         self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
         return server
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Outermost first."""
+        return [MalformedRequestInterceptor()]
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""

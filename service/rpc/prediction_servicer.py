@@ -14,6 +14,7 @@ from service.repository.variants import VARIANT_METADATA_KEY
 from service.rpc.codec import to_ndarray, to_tensor_proto
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with
+from service.validation import check_input_count
 
 SIGNATURE_DEF = "signature_def"
 
@@ -21,14 +22,15 @@ SIGNATURE_DEF = "signature_def"
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """TF Serving's PredictionService over our DataPlane."""
 
-    def __init__(self, dataplane: DataPlane, *, max_tensor_elements: int) -> None:
+    def __init__(self, dataplane: DataPlane, *, max_tensor_elements: int, max_string_bytes: int | None = None) -> None:
         self._dataplane = dataplane
-        self._max_elements = max_tensor_elements
+        self._limits = {"max_elements": max_tensor_elements, "max_string_bytes": max_string_bytes}
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         try:
             ref = model_ref(request.model_spec, context)
-            inputs = {name: to_ndarray(t, name, max_elements=self._max_elements) for name, t in request.inputs.items()}
+            check_input_count(len(request.inputs))
+            inputs = {name: to_ndarray(t, name, **self._limits) for name, t in request.inputs.items()}
             result = await self._dataplane.predict(ref, inputs, request.output_filter, deadline_of(context))
         except Exception as exc:
             await abort_with(context, exc)

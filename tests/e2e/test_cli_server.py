@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from service.rpc.codec import to_tensor_proto
 
 from service.api import predict_pb2, prediction_service_pb2_grpc
+from service.rpc.codec import to_tensor_proto
 from tests.support.process import free_port, start_server, wait_serving
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

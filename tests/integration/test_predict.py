@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from service.rpc.codec import to_ndarray, to_tensor_proto
 
 from service.api import (
     get_model_metadata_pb2,
@@ -15,6 +14,7 @@ from service.api import (
     prediction_service_pb2_grpc,
     types_pb2,
 )
+from service.rpc.codec import to_ndarray, to_tensor_proto
 
 X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
 
