@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from functools import partial
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
@@ -19,7 +20,9 @@ from service.dataplane import DataPlane
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
+from service.rpc.drain import CallTracker
 from service.rpc.handlers import MalformedRequestInterceptor
+from service.rpc.health import HealthServicer
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
 from service.runtime.base import SignatureSpec
@@ -46,9 +49,10 @@ class BatchwiseServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port: int | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, [self._on_state])
         self.dataplane = DataPlane(self.manager, settings)
+        self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
@@ -70,14 +74,16 @@ class BatchwiseServer:
             return
         self._stopping = True
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
-        log.info("stopping: draining in-flight calls for up to %.1fs", grace)
+        log.info("stopping: draining %d in-flight calls for up to %.1fs", self.calls.in_flight, grace)
+        deadline_s = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
+        await self.calls.drain(deadline_s)  # new API calls: UNAVAILABLE; health answers NOT_SERVING
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(max(0.0, deadline_s - time.monotonic()))
         await self.manager.stop()
-        log.info("stopped")
+        log.info("stopped; API calls since start: %s", self.calls.summary())
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -105,8 +111,8 @@ class BatchwiseServer:
         return server
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Outermost first."""
-        return [MalformedRequestInterceptor()]
+        """Outermost first: call accounting, malformed messages."""
+        return [self.calls, MalformedRequestInterceptor()]
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
@@ -121,7 +127,9 @@ class BatchwiseServer:
         return DynamicBatcher(workers, settings, name=name)
 
     def _on_state(self, servable: ServableVersion) -> None:
-        if not self._stopping and self.port is not None:
+        # Not during the first scan: its first AVAILABLE version would flip health to SERVING while
+        # the other models are still loading (start() refreshes health once the scan is done).
+        if not self._stopping and self._poller is not None:
             asyncio.get_running_loop().create_task(self._refresh_health())
 
     async def _refresh_health(self) -> None:
