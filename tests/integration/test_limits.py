@@ -1,0 +1,112 @@
+"""Configured limits over real gRPC: message size, elements per tensor, rows per request, concurrent RPCs."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.api import predict_pb2, prediction_service_pb2_grpc, tensor_pb2, types_pb2
+from service.rpc.codec import to_tensor_proto
+from tests.support.repos import copy_models
+from tests.support.server import ServerThread, server_settings
+
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_ROWS = 8
+MAX_ELEMENTS = 4096
+MAX_RPCS = 4
+LIMITS = {
+    "max_message_bytes": MAX_MESSAGE_BYTES,
+    "max_rows_per_request": MAX_ROWS,
+    "max_tensor_elements": MAX_ELEMENTS,
+    "max_concurrent_rpcs": MAX_RPCS,
+}
+
+
+@pytest.fixture(scope="module")
+def limited(model_repo, tmp_path_factory):
+    """affine and mlp with small limits; mlp waits 3 s for a batch, so its calls stay in flight."""
+    repo = copy_models(model_repo, tmp_path_factory.mktemp("limits") / "repo", "affine", "mlp")
+    settings = server_settings(repo, server=LIMITS, models={"mlp": {"batching": {"batch_timeout_ms": 3000}}})
+    thread = ServerThread(settings).start()
+    channel = grpc.insecure_channel(thread.target, options=[("grpc.max_send_message_length", 64 << 20)])
+    thread.channel = channel
+    yield thread, prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    channel.close()
+    thread.stop()
+
+
+def _request(model: str, name: str, tensor: tensor_pb2.TensorProto) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs[name].CopyFrom(tensor)
+    return request
+
+
+def _affine(rows: int) -> predict_pb2.PredictRequest:
+    return _request("affine", "x", to_tensor_proto(np.ones((rows, 3), np.float32)))
+
+
+def _refusal(stub, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=30)
+    return info.value
+
+
+def test_message_over_the_limit_is_refused_by_the_transport(limited):
+    thread, stub = limited
+    accepted_before = thread.server.calls.accepted
+    big = _request("affine", "x", tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\0" * (2 << 20)))
+    error = _refusal(stub, big)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in error.details()
+    assert thread.server.calls.accepted == accepted_before  # refused before any handler (or allocation of ours)
+    assert stub.Predict(_affine(1), timeout=30).model_spec.version.value == 2
+
+
+def test_declared_shape_over_the_element_limit_is_refused_before_allocation(limited):
+    _, stub = limited
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0])
+    tensor.tensor_shape.dim.add(size=2**40)
+    tensor.tensor_shape.dim.add(size=3)
+    error = _refusal(stub, _request("affine", "x", tensor))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"over the limit of {MAX_ELEMENTS} elements per tensor" in error.details()
+
+
+def test_real_tensor_over_the_element_limit_is_refused(limited):
+    _, stub = limited
+    error = _refusal(stub, _affine(MAX_ELEMENTS // 3 + 1))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "elements per tensor" in error.details()
+
+
+def test_rows_over_the_limit_are_refused(limited):
+    _, stub = limited
+    assert stub.Predict(_affine(MAX_ROWS), timeout=30).model_spec.name == "affine"
+    error = _refusal(stub, _affine(MAX_ROWS + 1))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"{MAX_ROWS + 1} rows is over the limit of {MAX_ROWS} rows per request" in error.details()
+
+
+def test_concurrent_rpcs_over_the_cap_are_refused_at_once(limited):
+    thread, stub = limited
+    held = _request("mlp", "features", to_tensor_proto(np.ones((1, 4), np.float32)))
+    in_flight = [stub.Predict.future(held, timeout=60) for _ in range(MAX_RPCS)]
+    deadline = time.monotonic() + 30
+    while thread.server.calls.in_flight < MAX_RPCS:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    error = _refusal(stub, _affine(1))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Concurrent RPC limit exceeded" in error.details()
+    # Health checks count too: the cap is a backstop, sized far above normal concurrency.
+    with pytest.raises(grpc.RpcError) as probe:
+        health_pb2_grpc.HealthStub(thread.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert probe.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert not any(f.done() for f in in_flight)  # refused while the held calls were still waiting for their batch
+    assert all(f.result().model_spec.name == "mlp" for f in in_flight)
+    assert stub.Predict(_affine(1), timeout=30).model_spec.version.value == 2
