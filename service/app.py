@@ -20,11 +20,13 @@ from service.dataplane import DataPlane
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
+from service.rpc.auth import TokenAuthInterceptor, load_tokens
 from service.rpc.drain import CallTracker
 from service.rpc.handlers import MalformedRequestInterceptor
 from service.rpc.health import HealthServicer
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
+from service.rpc.tls import server_credentials
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
@@ -107,12 +109,21 @@ class BatchwiseServer:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = server_credentials(self.settings.security)
+        address = f"{cfg.host}:{cfg.port}"
+        self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         return server
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Outermost first: call accounting, malformed messages."""
-        return [self.calls, MalformedRequestInterceptor()]
+        """Outermost first: call accounting, bearer-token auth (refuses before parsing), malformed messages."""
+        interceptors: list[grpc.aio.ServerInterceptor] = [self.calls]
+        security = self.settings.security
+        if security.auth_enabled:
+            interceptors.append(TokenAuthInterceptor(load_tokens(security)))
+            if security.tls_cert_file is None:
+                log.warning("bearer-token auth is on without TLS: tokens cross the network in plaintext")
+        interceptors.append(MalformedRequestInterceptor())
+        return interceptors
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""

@@ -121,6 +121,18 @@ class SecuritySettings(BaseModel):
     auth_token_file: Path | None = Field(None, description="one accepted bearer token per line")
     auth_tokens: list[str] = Field([], description="accepted bearer tokens (prefer the file)")
 
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> SecuritySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens) or self.auth_token_file is not None
+
 
 class Settings(BaseSettings):
     """The whole server configuration."""
