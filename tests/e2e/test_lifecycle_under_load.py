@@ -21,8 +21,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api import get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
-from service.rpc.codec import to_tensor_proto
 from tests.support.process import free_port, start_server
+from tests.support.requests import predict_request
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -40,10 +40,7 @@ INPUTS = {"affine": ("x", np.ones((1, 3), np.float32)), "mlp": ("features", np.o
 
 def _request(model: str) -> predict_pb2.PredictRequest:
     name, value = INPUTS[model]
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.inputs[name].CopyFrom(to_tensor_proto(value))
-    return request
+    return predict_request(model, {name: value})
 
 
 class HealthWatch(threading.Thread):

@@ -13,10 +13,11 @@ import grpc
 import numpy as np
 import pytest
 
-from service.api import predict_pb2, prediction_service_pb2_grpc
-from service.rpc.codec import to_ndarray, to_tensor_proto
+from service.api import prediction_service_pb2_grpc
+from service.rpc.codec import to_ndarray
 from tests.support.memory import MIB, peak_rss_bytes, reset_peak_rss, rss_bytes
 from tests.support.process import free_port, start_server, wait_serving
+from tests.support.requests import predict_request
 
 CLIENT_OPTIONS = [("grpc.max_receive_message_length", 256 * MIB), ("grpc.max_send_message_length", 256 * MIB)]
 X = np.array([[1.0, 2.0, 3.0]], np.float32)
@@ -42,10 +43,7 @@ class FuzzTarget:
 
     def assert_alive(self) -> None:
         """A valid Predict succeeds with the right numbers."""
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "affine"
-        request.inputs["x"].CopyFrom(to_tensor_proto(X))
-        response = self.predictions.Predict(request, timeout=30)
+        response = self.predictions.Predict(predict_request("affine", {"x": X}), timeout=30)
         np.testing.assert_allclose(to_ndarray(response.outputs["y"], "y", max_elements=16), X * 3 + 1)
 
     def rss_bytes(self) -> int:

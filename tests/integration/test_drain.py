@@ -6,25 +6,17 @@ import asyncio
 import time
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.api import predict_pb2, prediction_service_pb2_grpc
-from service.rpc.codec import to_tensor_proto
+from service.api import prediction_service_pb2_grpc
 from service.rpc.drain import DRAINING_MESSAGE
 from tests.support.repos import copy_models
+from tests.support.requests import affine_request
 from tests.support.server import ServerThread, server_settings
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def _request() -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "affine"
-    request.inputs["x"].CopyFrom(to_tensor_proto(np.ones((1, 3), np.float32)))
-    return request
 
 
 @pytest.fixture()
@@ -48,7 +40,7 @@ def test_drain_refuses_new_calls_and_finishes_queued_ones(slow_server):
     channel = grpc.insecure_channel(slow_server.target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
-    queued = stub.Predict.future(_request(), timeout=60)
+    queued = stub.Predict.future(affine_request(), timeout=60)
     _wait_for(lambda: slow_server.server.calls.in_flight == 1)
     watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=60)
     assert next(watch).status == SERVING
@@ -56,7 +48,7 @@ def test_drain_refuses_new_calls_and_finishes_queued_ones(slow_server):
     stopping = asyncio.run_coroutine_threadsafe(slow_server.server.stop(30), slow_server.loop)
     assert next(watch).status == NOT_SERVING
     with pytest.raises(grpc.RpcError) as refused:
-        stub.Predict(_request(), timeout=10)
+        stub.Predict(affine_request(), timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert refused.value.details() == DRAINING_MESSAGE
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == NOT_SERVING  # probes still answered

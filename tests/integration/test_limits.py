@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.api import predict_pb2, prediction_service_pb2_grpc, tensor_pb2, types_pb2
-from service.rpc.codec import to_tensor_proto
+from service.api import prediction_service_pb2_grpc, tensor_pb2, types_pb2
 from tests.support.repos import copy_models
+from tests.support.requests import affine_request, predict_request
 from tests.support.server import ServerThread, server_settings
 
 MAX_MESSAGE_BYTES = 1 << 20
@@ -39,17 +39,6 @@ def limited(model_repo, tmp_path_factory):
     thread.stop()
 
 
-def _request(model: str, name: str, tensor: tensor_pb2.TensorProto) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.inputs[name].CopyFrom(tensor)
-    return request
-
-
-def _affine(rows: int) -> predict_pb2.PredictRequest:
-    return _request("affine", "x", to_tensor_proto(np.ones((rows, 3), np.float32)))
-
-
 def _refusal(stub, request) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         stub.Predict(request, timeout=30)
@@ -59,12 +48,13 @@ def _refusal(stub, request) -> grpc.RpcError:
 def test_message_over_the_limit_is_refused_by_the_transport(limited):
     thread, stub = limited
     accepted_before = thread.server.calls.accepted
-    big = _request("affine", "x", tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\0" * (2 << 20)))
+    two_mib = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=bytes(2 << 20))
+    big = predict_request("affine", {"x": two_mib})
     error = _refusal(stub, big)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in error.details()
     assert thread.server.calls.accepted == accepted_before  # refused before any handler (or allocation of ours)
-    assert stub.Predict(_affine(1), timeout=30).model_spec.version.value == 2
+    assert stub.Predict(affine_request(1), timeout=30).model_spec.version.value == 2
 
 
 def test_declared_shape_over_the_element_limit_is_refused_before_allocation(limited):
@@ -72,35 +62,35 @@ def test_declared_shape_over_the_element_limit_is_refused_before_allocation(limi
     tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0])
     tensor.tensor_shape.dim.add(size=2**40)
     tensor.tensor_shape.dim.add(size=3)
-    error = _refusal(stub, _request("affine", "x", tensor))
+    error = _refusal(stub, predict_request("affine", {"x": tensor}))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"over the limit of {MAX_ELEMENTS} elements per tensor" in error.details()
 
 
 def test_real_tensor_over_the_element_limit_is_refused(limited):
     _, stub = limited
-    error = _refusal(stub, _affine(MAX_ELEMENTS // 3 + 1))
+    error = _refusal(stub, affine_request(MAX_ELEMENTS // 3 + 1))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "elements per tensor" in error.details()
 
 
 def test_rows_over_the_limit_are_refused(limited):
     _, stub = limited
-    assert stub.Predict(_affine(MAX_ROWS), timeout=30).model_spec.name == "affine"
-    error = _refusal(stub, _affine(MAX_ROWS + 1))
+    assert stub.Predict(affine_request(MAX_ROWS), timeout=30).model_spec.name == "affine"
+    error = _refusal(stub, affine_request(MAX_ROWS + 1))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"{MAX_ROWS + 1} rows is over the limit of {MAX_ROWS} rows per request" in error.details()
 
 
 def test_concurrent_rpcs_over_the_cap_are_refused_at_once(limited):
     thread, stub = limited
-    held = _request("mlp", "features", to_tensor_proto(np.ones((1, 4), np.float32)))
+    held = predict_request("mlp", {"features": np.ones((1, 4), np.float32)})
     in_flight = [stub.Predict.future(held, timeout=60) for _ in range(MAX_RPCS)]
     deadline = time.monotonic() + 30
     while thread.server.calls.in_flight < MAX_RPCS:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    error = _refusal(stub, _affine(1))
+    error = _refusal(stub, affine_request(1))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Concurrent RPC limit exceeded" in error.details()
     # Health checks count too: the cap is a backstop, sized far above normal concurrency.
@@ -109,4 +99,4 @@ def test_concurrent_rpcs_over_the_cap_are_refused_at_once(limited):
     assert probe.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert not any(f.done() for f in in_flight)  # refused while the held calls were still waiting for their batch
     assert all(f.result().model_spec.name == "mlp" for f in in_flight)
-    assert stub.Predict(_affine(1), timeout=30).model_spec.version.value == 2
+    assert stub.Predict(affine_request(1), timeout=30).model_spec.version.value == 2
