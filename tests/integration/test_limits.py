@@ -18,6 +18,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 MAX_ROWS = 8
 MAX_ELEMENTS = 4096
 MAX_RPCS = 4
+QUEUE_ROWS = 2
 LIMITS = {
     "max_message_bytes": MAX_MESSAGE_BYTES,
     "max_rows_per_request": MAX_ROWS,
@@ -28,15 +29,24 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def limited(model_repo, tmp_path_factory):
-    """affine and mlp with small limits; mlp waits 3 s for a batch, so its calls stay in flight."""
-    repo = copy_models(model_repo, tmp_path_factory.mktemp("limits") / "repo", "affine", "mlp")
-    settings = server_settings(repo, server=LIMITS, models={"mlp": {"batching": {"batch_timeout_ms": 3000}}})
+    """Small limits; mlp and strings wait 3 s for a batch (so their calls stay queued); strings queues 2 rows."""
+    repo = copy_models(model_repo, tmp_path_factory.mktemp("limits") / "repo", "affine", "mlp", "strings")
+    slow = {"batch_timeout_ms": 3000}
+    models = {"mlp": {"batching": slow}, "strings": {"batching": {**slow, "max_queue_rows": QUEUE_ROWS}}}
+    settings = server_settings(repo, server=LIMITS, models=models)
     thread = ServerThread(settings).start()
     channel = grpc.insecure_channel(thread.target, options=[("grpc.max_send_message_length", 64 << 20)])
     thread.channel = channel
     yield thread, prediction_service_pb2_grpc.PredictionServiceStub(channel)
     channel.close()
     thread.stop()
+
+
+def _wait_in_flight(thread, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while thread.server.calls.in_flight < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def _refusal(stub, request) -> grpc.RpcError:
@@ -86,10 +96,7 @@ def test_concurrent_rpcs_over_the_cap_are_refused_at_once(limited):
     thread, stub = limited
     held = predict_request("mlp", {"features": np.ones((1, 4), np.float32)})
     in_flight = [stub.Predict.future(held, timeout=60) for _ in range(MAX_RPCS)]
-    deadline = time.monotonic() + 30
-    while thread.server.calls.in_flight < MAX_RPCS:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_in_flight(thread, MAX_RPCS)
     error = _refusal(stub, affine_request(1))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Concurrent RPC limit exceeded" in error.details()
@@ -100,3 +107,16 @@ def test_concurrent_rpcs_over_the_cap_are_refused_at_once(limited):
     assert not any(f.done() for f in in_flight)  # refused while the held calls were still waiting for their batch
     assert all(f.result().model_spec.name == "mlp" for f in in_flight)
     assert stub.Predict(affine_request(1), timeout=30).model_spec.version.value == 2
+
+
+def test_a_full_batch_queue_sheds_load_with_unavailable_and_recovers_at_once(limited):
+    thread, stub = limited
+    one_row = predict_request("strings", {"text": np.array([b"queued"], dtype=object)})
+    queued = [stub.Predict.future(one_row, timeout=60) for _ in range(QUEUE_ROWS)]
+    _wait_in_flight(thread, QUEUE_ROWS)
+    error = _refusal(stub, one_row)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"queue is full (max_queue_rows={QUEUE_ROWS}" in error.details()
+    assert not any(f.done() for f in queued)  # refused at once, not after the queued batch ran
+    assert all(f.result().model_spec.name == "strings" for f in queued)
+    assert stub.Predict(one_row, timeout=30).model_spec.name == "strings"  # the queue drained: admitted again
