@@ -251,6 +251,16 @@ def report(outcomes: Counter, elapsed_s: float, rss: dict[str, int]) -> dict:
     return result
 
 
+def server_under_test(args: argparse.Namespace) -> tuple[subprocess.Popen | None, str, int | None]:
+    """(process we started or None, target, pid for RSS readings or None)."""
+    if args.target:
+        return None, args.target, args.server_pid
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"batchwise-soak-{os.getpid()}.log"
+    proc, target = start_server(args.repository, log_path)
+    print(f"server pid {proc.pid} on {target}, log {log_path}", flush=True)
+    return proc, target, proc.pid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
@@ -264,14 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
 
-    proc = None
-    if args.target:
-        target, pid = args.target, args.server_pid
-    else:
-        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"batchwise-soak-{os.getpid()}.log"
-        proc, target = start_server(args.repository, log_path)
-        pid = proc.pid
-        print(f"server pid {pid} on {target}, log {log_path}", flush=True)
+    proc, target, pid = server_under_test(args)
     models = args.model or models_in(args.repository)
     cases = build_traffic(target, models)
     print(f"{len(cases)} distinct calls over {models}; {sum(c.valid for c in cases)} valid", flush=True)
