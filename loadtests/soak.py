@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -261,6 +262,21 @@ def server_under_test(args: argparse.Namespace) -> tuple[subprocess.Popen | None
     return proc, target, proc.pid
 
 
+def machine() -> dict:
+    """Where and with what the figures were measured."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    with open("/proc/cpuinfo") as cpuinfo:
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    versions = {}
+    for package in ("grpcio", "protobuf", "numpy", "tensorflow", "ai-edge-litert"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[package] = version(package)
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0], "versions": versions,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
@@ -286,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = asyncio.run(run(target, cases, args.requests, args.concurrency))
     elapsed_s = time.monotonic() - started
     rss.update({"end": rss_bytes(pid), "peak": rss_bytes(pid, "VmHWM")} if pid else {"end": 0, "peak": 0})
-    result = report(outcomes, elapsed_s, rss)
+    result = {**report(outcomes, elapsed_s, rss), "concurrency": args.concurrency, "warmup": args.warmup,
+              "models": models, "machine": machine()}
     if proc is not None:
         proc.send_signal(signal.SIGTERM)
         result["server_exit_code"] = proc.wait(60)

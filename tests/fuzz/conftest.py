@@ -15,7 +15,7 @@ import pytest
 
 from service.api import prediction_service_pb2_grpc
 from service.rpc.codec import to_ndarray
-from tests.support.memory import MIB, peak_rss_bytes, reset_peak_rss, rss_bytes
+from tests.support.memory import MIB, anon_rss_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
 from tests.support.process import free_port, start_server, wait_serving
 from tests.support.requests import predict_request
 
@@ -48,6 +48,9 @@ class FuzzTarget:
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
+
+    def anon_rss_bytes(self) -> int:
+        return anon_rss_bytes(self.pid)
 
     def peak_rss_bytes(self) -> int:
         return peak_rss_bytes(self.pid)

@@ -1,4 +1,4 @@
-"""Resident memory of a process from /proc/<pid>/status: current (VmRSS) and peak (VmHWM, resettable)."""
+"""Resident memory of a process from /proc/<pid>/status: current (VmRSS, RssAnon) and peak (VmHWM, resettable)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def _status_kib(pid: int, field: str) -> int:
 def rss_bytes(pid: int) -> int:
     """The process's resident set size now."""
     return _status_kib(pid, "VmRSS") * 1024
+
+
+def anon_rss_bytes(pid: int) -> int:
+    """Resident anonymous memory (heap, stacks, arenas): what a leak grows. Unlike VmRSS it leaves out
+    pages of mapped files such as TensorFlow's shared libraries, which the kernel may drop and fault
+    back in under memory pressure from other processes."""
+    return _status_kib(pid, "RssAnon") * 1024
 
 
 def peak_rss_bytes(pid: int) -> int:
