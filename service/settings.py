@@ -37,7 +37,9 @@ class ServerSettings(BaseModel):
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one")
     max_message_bytes: int = Field(64 * MIB, gt=0, description="largest request or response message")
     grace_period_s: float = Field(10.0, ge=0, description="time in-flight calls get to finish on shutdown")
-    max_concurrent_rpcs: int = Field(2048, gt=0, description="RPCs handled at once; more are refused")
+    max_concurrent_rpcs: int = Field(
+        2048, gt=0, description="RPCs in progress at once, health checks included; more get RESOURCE_EXHAUSTED"
+    )
     max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
     max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
