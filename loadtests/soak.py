@@ -291,6 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     proc, target, pid = server_under_test(args)
+    try:
+        result = soak(args, target, pid)
+    finally:
+        if proc is not None:  # also when the soak itself failed: never leave the server running
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            exit_code = proc.wait(60)
+    if proc is not None:
+        result["server_exit_code"] = exit_code
+    print(json.dumps(result, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    failed = result["failed_valid"] or result["unexpected_invalid"] or result.get("server_exit_code", 0)
+    return 1 if failed or (pid and result["rss_growth_mib"] > args.max_growth_mib) else 0
+
+
+def soak(args: argparse.Namespace, target: str, pid: int | None) -> dict:
+    """Warm up, take the start RSS, run the timed calls, and return the report."""
     models = args.model or models_in(args.repository)
     cases = build_traffic(target, models)
     print(f"{len(cases)} distinct calls over {models}; {sum(c.valid for c in cases)} valid", flush=True)
@@ -302,17 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = asyncio.run(run(target, cases, args.requests, args.concurrency))
     elapsed_s = time.monotonic() - started
     rss.update({"end": rss_bytes(pid), "peak": rss_bytes(pid, "VmHWM")} if pid else {"end": 0, "peak": 0})
-    result = {**report(outcomes, elapsed_s, rss), "concurrency": args.concurrency, "warmup": args.warmup,
-              "models": models, "machine": machine()}
-    if proc is not None:
-        proc.send_signal(signal.SIGTERM)
-        result["server_exit_code"] = proc.wait(60)
-    print(json.dumps(result, indent=2))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
-    failed = result["failed_valid"] or result["unexpected_invalid"] or result.get("server_exit_code", 0)
-    return 1 if failed or (pid and result["rss_growth_mib"] > args.max_growth_mib) else 0
-
+    return {**report(outcomes, elapsed_s, rss), "concurrency": args.concurrency, "warmup": args.warmup,
+            "models": models, "machine": machine()}
 
 if __name__ == "__main__":
     sys.exit(main())
