@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from functools import partial
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
@@ -21,9 +22,14 @@ from service.metrics import Metrics, MetricsEndpoint, process_registry
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
+from service.rpc.auth import TokenAuthInterceptor, load_tokens
+from service.rpc.drain import CallTracker
+from service.rpc.handlers import MalformedRequestInterceptor
+from service.rpc.health import HealthServicer
 from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.prediction_servicer import PredictionServicer
+from service.rpc.tls import server_credentials
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
@@ -54,12 +60,13 @@ class BatchwiseServer:
         self.settings = settings
         self.port: int | None = None
         self.metrics_port: int | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
         self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, listeners)
         self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
+        self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
@@ -86,16 +93,18 @@ class BatchwiseServer:
             return
         self._stopping = True
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
-        log.info("stopping: draining in-flight calls for up to %.1fs", grace)
+        log.info("stopping: draining %d in-flight calls for up to %.1fs", self.calls.in_flight, grace)
+        deadline_s = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
+        await self.calls.drain(deadline_s)  # new API calls: UNAVAILABLE; health answers NOT_SERVING
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(max(0.0, deadline_s - time.monotonic()))
         await self.manager.stop()
         if self._endpoint is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
-        log.info("stopped")
+        log.info("stopped; API calls since start: %s", self.calls.summary())
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -111,19 +120,38 @@ class BatchwiseServer:
         if cfg.max_connection_age_s > 0:
             options.append(("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1000)))
             options.append(("grpc.max_connection_age_grace_ms", int(cfg.grace_period_s * 1000)))
-        sample_rate = self.settings.logging.access_log_sample_rate
-        interceptors = [ObservabilityInterceptor(self.metrics, sample_rate)] if self.metrics or sample_rate else []
         server = grpc.aio.server(
-            options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, interceptors=interceptors
+            options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, interceptors=self._interceptors()
         )
-        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements, metrics=self.metrics)
+        servicer = PredictionServicer(
+            self.dataplane, max_tensor_elements=cfg.max_tensor_elements, max_string_bytes=cfg.max_message_bytes,
+            metrics=self.metrics,
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = server_credentials(self.settings.security)
+        address = f"{cfg.host}:{cfg.port}"
+        self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         return server
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
+        bearer-token auth (refuses before parsing), malformed messages."""
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        sample_rate = self.settings.logging.access_log_sample_rate
+        if self.metrics is not None or sample_rate:
+            interceptors.append(ObservabilityInterceptor(self.metrics, sample_rate))
+        interceptors.append(self.calls)
+        security = self.settings.security
+        if security.auth_enabled:
+            interceptors.append(TokenAuthInterceptor(load_tokens(security)))
+            if security.tls_cert_file is None:
+                log.warning("bearer-token auth is on without TLS: tokens cross the network in plaintext")
+        interceptors.append(MalformedRequestInterceptor())
+        return interceptors
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
@@ -143,7 +171,9 @@ class BatchwiseServer:
         return DynamicBatcher(workers, settings, name=name, observer=observer)
 
     def _on_state(self, servable: ServableVersion) -> None:
-        if not self._stopping and self.port is not None:
+        # Not during the first scan: its first AVAILABLE version would flip health to SERVING while
+        # the other models are still loading (start() refreshes health once the scan is done).
+        if not self._stopping and self._poller is not None:
             asyncio.get_running_loop().create_task(self._refresh_health())
 
     async def _refresh_health(self) -> None:

@@ -39,7 +39,9 @@ class ServerSettings(BaseModel):
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one")
     max_message_bytes: int = Field(64 * MIB, gt=0, description="largest request or response message")
     grace_period_s: float = Field(10.0, ge=0, description="time in-flight calls get to finish on shutdown")
-    max_concurrent_rpcs: int = Field(2048, gt=0, description="RPCs handled at once; more are refused")
+    max_concurrent_rpcs: int = Field(
+        2048, gt=0, description="RPCs in progress at once, health checks included; more get RESOURCE_EXHAUSTED"
+    )
     max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
     max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
@@ -146,6 +148,18 @@ class SecuritySettings(BaseModel):
     tls_client_ca_file: Path | None = Field(None, description="set to require client certificates (mTLS)")
     auth_token_file: Path | None = Field(None, description="one accepted bearer token per line")
     auth_tokens: list[str] = Field([], description="accepted bearer tokens (prefer the file)")
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> SecuritySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens) or self.auth_token_file is not None
 
 
 class Settings(BaseSettings):

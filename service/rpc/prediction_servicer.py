@@ -16,6 +16,7 @@ from service.repository.variants import VARIANT_METADATA_KEY
 from service.rpc.codec import to_ndarray, to_tensor_proto
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
+from service.validation import check_input_count
 
 SIGNATURE_DEF = "signature_def"
 
@@ -23,9 +24,16 @@ SIGNATURE_DEF = "signature_def"
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """TF Serving's PredictionService over our DataPlane."""
 
-    def __init__(self, dataplane: DataPlane, *, max_tensor_elements: int, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_tensor_elements: int,
+        max_string_bytes: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._dataplane = dataplane
-        self._max_elements = max_tensor_elements
+        self._limits = {"max_elements": max_tensor_elements, "max_string_bytes": max_string_bytes}
         self._metrics = metrics
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
@@ -35,8 +43,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         ref = servable = None
         try:
             ref = model_ref(request.model_spec, context)
+            check_input_count(len(request.inputs))
             servable = await self._dataplane.resolve(ref)
-            inputs = {name: to_ndarray(t, name, max_elements=self._max_elements) for name, t in request.inputs.items()}
+            inputs = {name: to_ndarray(t, name, **self._limits) for name, t in request.inputs.items()}
             deadline = deadline_of(context)
             result = await self._dataplane.predict(servable, ref.signature, inputs, request.output_filter, deadline)
             response = predict_response(result)
