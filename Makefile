@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 REPO ?= model_repository
 PORT ?= 8500
 PYTEST_ARGS ?=
+LOADTEST_ARGS ?=
 
-.PHONY: serve test demo-models protos protos-check lint fmt bench loadtest clean
+.PHONY: serve test demo-models protos protos-check lint fmt bench loadtest fuzz soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +29,22 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## loadtest: serve $(REPO) on loopback, run locust headless (16 users, 30 s), write loadtests/reports/; fails on a threshold
+loadtest: $(VENV)/.installed demo-models
+	$(PY) loadtests/run_loadtest.py --repository $(REPO) $(LOADTEST_ARGS)
+
 ## protos: regenerate service/api from protos/
 protos: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py
+
+## fuzz: the long fuzz run, fresh examples against the CLI server (FUZZ_EXAMPLES per property)
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(VENV)/.installed
+	BATCHWISE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BATCHWISE_FUZZ_SERVER=subprocess $(PY) -m pytest tests/fuzz -x -s
+
+## soak: 200,000 mixed valid and invalid requests against one server process serving $(REPO)
+soak: $(VENV)/.installed demo-models
+	$(PY) loadtests/soak.py --repository $(REPO)
 
 protos-check: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py --check

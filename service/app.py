@@ -6,23 +6,32 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from functools import partial
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
 from service.heap import settle_heap
+from service.metrics import Metrics, MetricsEndpoint, process_registry
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion, VersionState
+from service.rpc.auth import TokenAuthInterceptor, load_tokens
+from service.rpc.drain import CallTracker
+from service.rpc.handlers import MalformedRequestInterceptor
+from service.rpc.health import HealthServicer
+from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
 from service.rpc.prediction_servicer import PredictionServicer
+from service.rpc.tls import server_credentials
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
@@ -43,14 +52,23 @@ class BatchwiseServer:
 
     Health is NOT_SERVING until the first repository scan has loaded its versions; then the
     overall service and each model name are SERVING while a version of it is available.
+    With metrics enabled, /metrics is served on settings.metrics.host:port (bound port in
+    `metrics_port`) from `registry` (default: a new registry with the process collectors);
+    with metrics disabled there is no endpoint, no metric recording and (unless access logs
+    are sampled) no interceptor.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.port: int | None = None
-        self.health = health.aio.HealthServicer()
-        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, [self._on_state])
+        self.metrics_port: int | None = None
+        self.health = HealthServicer()
+        self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
+        listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
+        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, listeners)
+        self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
+        self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
@@ -59,6 +77,10 @@ class BatchwiseServer:
         """Bind the port, start serving, load the repository; return the bound port."""
         await self.health.set("", NOT_SERVING)
         await self.health.set(LIVENESS_SERVICE, SERVING)
+        if self.metrics is not None:
+            self._endpoint = MetricsEndpoint(self.metrics.registry, self.settings.metrics)
+            self.metrics_port = self._endpoint.start()
+            log.info("metrics on http://%s:%s/metrics", self.settings.metrics.host, self.metrics_port)
         self._server = self._build_grpc_server()
         await self._server.start()
         log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
@@ -74,14 +96,18 @@ class BatchwiseServer:
             return
         self._stopping = True
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
-        log.info("stopping: draining in-flight calls for up to %.1fs", grace)
+        log.info("stopping: draining %d in-flight calls for up to %.1fs", self.calls.in_flight, grace)
+        deadline_s = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
+        await self.calls.drain(deadline_s)  # new API calls: UNAVAILABLE; health answers NOT_SERVING
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(max(0.0, deadline_s - time.monotonic()))
         await self.manager.stop()
-        log.info("stopped")
+        if self._endpoint is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
+        log.info("stopped; API calls since start: %s", self.calls.summary())
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -89,15 +115,39 @@ class BatchwiseServer:
 
     def _build_grpc_server(self) -> grpc.aio.Server:
         cfg = self.settings.server
-        server = grpc.aio.server(options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        servicer = PredictionServicer(self.dataplane, max_tensor_elements=cfg.max_tensor_elements)
+        server = grpc.aio.server(
+            options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
+            interceptors=self._interceptors(),
+        )
+        servicer = PredictionServicer(
+            self.dataplane, max_tensor_elements=cfg.max_tensor_elements, max_string_bytes=cfg.max_message_bytes,
+            metrics=self.metrics,
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = server_credentials(self.settings.security)
+        address = f"{cfg.host}:{cfg.port}"
+        self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         return server
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
+        bearer-token auth (refuses before parsing), malformed messages."""
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        sample_rate = self.settings.logging.access_log_sample_rate
+        if self.metrics is not None or sample_rate:
+            interceptors.append(ObservabilityInterceptor(self.metrics, sample_rate))
+        interceptors.append(self.calls)
+        security = self.settings.security
+        if security.auth_enabled:
+            interceptors.append(TokenAuthInterceptor(load_tokens(security)))
+            if security.tls_cert_file is None:
+                log.warning("bearer-token auth is on without TLS: tokens cross the network in plaintext")
+        interceptors.append(MalformedRequestInterceptor())
+        return interceptors
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
         """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
@@ -109,12 +159,19 @@ class BatchwiseServer:
         if len(workers) < 2:
             workers = [partial(servable.backend.predict, spec.name)] * settings.num_batch_workers
         name = f"{servable.model}/{servable.version}/{servable.variant}/{spec.name}"
-        return DynamicBatcher(workers, settings, name=name)
+        observer = None
+        if self.metrics is not None:
+            observer = self.metrics.batch_observer(
+                servable.model, servable.version, servable.variant, spec.name, settings.max_queue_rows
+            )
+        return DynamicBatcher(workers, settings, name=name, observer=observer)
 
     def _on_state(self, servable: ServableVersion) -> None:
         if servable.state is VersionState.END and self.port is not None:
             asyncio.get_running_loop().call_soon(settle_heap)  # let the old version's frozen cycles be collected
-        if not self._stopping and self.port is not None:
+        # Not during the first scan: its first AVAILABLE version would flip health to SERVING while
+        # the other models are still loading (start() refreshes health once the scan is done).
+        if not self._stopping and self._poller is not None:
             asyncio.get_running_loop().create_task(self._refresh_health())
 
     async def _refresh_health(self) -> None:
@@ -123,6 +180,13 @@ class BatchwiseServer:
             await self.health.set(name, SERVING if self.manager.is_available(name) else NOT_SERVING)
         ready = any(self.manager.is_available(n) for n in names)
         await self.health.set("", SERVING if ready else NOT_SERVING)
+
+
+def _build_metrics(settings: Settings, registry: CollectorRegistry | None) -> Metrics:
+    """Metrics whose row buckets cover the largest max_batch_size configured for any model."""
+    per_model = (settings.batching_for(model).max_batch_size for model in settings.models)
+    max_rows = max([settings.batching.max_batch_size, *per_model])
+    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows)
 
 
 def _reflection_pool():

@@ -50,20 +50,24 @@ class DataPlane:
             servable = await self._manager.with_variant(servable, ref.variant)
         return servable
 
+    def is_served(self, model: str) -> bool:
+        """True if `model` is a model name the manager tracks (so it may be used as a metric label)."""
+        return model in self._manager.model_names()
+
     async def predict(
         self,
-        ref: ModelRef,
+        servable: ServableVersion,
+        signature: str,
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str] = (),
         deadline: float | None = None,
     ) -> PredictResult:
-        """Validate and run one request through its version's batcher.
+        """Validate and run one request through the batcher of `servable` (from `resolve`).
 
-        `deadline` is an absolute time.monotonic() value. Raises ServingError subclasses:
-        NotFound, InvalidArgument, ResourceExhausted, Unavailable, DeadlineExceeded.
+        `signature` '' means serving_default; `deadline` is an absolute time.monotonic() value.
+        Raises ServingError subclasses: InvalidArgument, ResourceExhausted, Unavailable, DeadlineExceeded.
         """
-        servable = await self.resolve(ref)
-        spec = servable.signature(ref.signature)
+        spec = servable.signature(signature)
         wanted = check_output_filter(spec, output_filter)
         check_inputs(spec, inputs, max_rows=self._max_rows)
         servable.acquire()

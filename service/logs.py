@@ -6,8 +6,21 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 from service.settings import LoggingSettings
+
+# The id of the gRPC call being served (set per call by service/rpc/interceptors.py; "-" outside calls).
+# NOTE: contextvars follow asyncio tasks, not executor threads: logs from worker threads show "-".
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` (the current call's id) to every record passing through a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,7 +47,8 @@ def configure_logging(settings: LoggingSettings) -> None:
     if settings.json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

@@ -10,10 +10,12 @@ nothing else in the service reads os.environ.
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -37,7 +39,9 @@ class ServerSettings(BaseModel):
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one")
     max_message_bytes: int = Field(64 * MIB, gt=0, description="largest request or response message")
     grace_period_s: float = Field(10.0, ge=0, description="time in-flight calls get to finish on shutdown")
-    max_concurrent_rpcs: int = Field(2048, gt=0, description="RPCs handled at once; more are refused")
+    max_concurrent_rpcs: int = Field(
+        2048, gt=0, description="RPCs in progress at once, health checks included; more get RESOURCE_EXHAUSTED"
+    )
     max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
     max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
@@ -93,7 +97,11 @@ class BatchingSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    """Per-model overrides, under [models.<name>] in the config file."""
+    """Per-model overrides, under [models.<name>] in the config file.
+
+    version_policy, num_versions, versions and version_labels apply live when the config
+    file changes; variant and batching need a restart.
+    """
 
     version_policy: Literal["latest", "all", "specific"] = "latest"
     num_versions: int = Field(1, ge=1, description="with version_policy=latest")
@@ -101,6 +109,16 @@ class ModelSettings(BaseModel):
     version_labels: dict[str, int] = Field({}, description="label -> version, e.g. stable = 1")
     variant: Variant | None = None
     batching: dict[str, Any] = Field({}, description="any [batching] key, for this model only")
+
+    @field_validator("version_labels")
+    @classmethod
+    def _labels_are_names(cls, labels: dict[str, int]) -> dict[str, int]:
+        for label, version in labels.items():
+            if not label or label.isdigit():
+                raise ValueError(f"version_labels: label {label!r} must be a non-numeric name")
+            if version <= 0:
+                raise ValueError(f"version_labels: label {label!r} must point at a positive version, not {version}")
+        return labels
 
 
 class MetricsSettings(BaseModel):
@@ -110,6 +128,13 @@ class MetricsSettings(BaseModel):
     host: str = Field("127.0.0.1", description="bind the metrics port privately: it has no auth")
     port: int = Field(8502, ge=0, le=65535)
     latency_buckets_s: list[float] = Field(DEFAULT_LATENCY_BUCKETS_S, description="histogram bucket bounds")
+
+    @field_validator("latency_buckets_s")
+    @classmethod
+    def _buckets_ascending(cls, buckets: list[float]) -> list[float]:
+        if not buckets or sorted(set(buckets)) != buckets or buckets[0] <= 0:
+            raise ValueError("latency_buckets_s must be positive and strictly ascending")
+        return buckets
 
 
 class LoggingSettings(BaseModel):
@@ -128,6 +153,18 @@ class SecuritySettings(BaseModel):
     tls_client_ca_file: Path | None = Field(None, description="set to require client certificates (mTLS)")
     auth_token_file: Path | None = Field(None, description="one accepted bearer token per line")
     auth_tokens: list[str] = Field([], description="accepted bearer tokens (prefer the file)")
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> SecuritySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_tokens) or self.auth_token_file is not None
 
 
 class Settings(BaseSettings):
@@ -151,15 +188,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     security: SecuritySettings = SecuritySettings()
     models: dict[str, ModelSettings] = Field({}, description="per-model settings by model name")
-
-    @field_validator("models")
-    @classmethod
-    def _labels_unique(cls, models: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
-        for name, cfg in models.items():
-            for label in cfg.version_labels:
-                if not label or label.isdigit():
-                    raise ValueError(f"models.{name}.version_labels: label {label!r} must be a non-numeric name")
-        return models
+    _origin: tuple[tuple[str, ...], dict[str, Any]] | None = PrivateAttr(None)  # what load_settings was given
 
     @classmethod
     def settings_customise_sources(
@@ -176,6 +205,21 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
+    @property
+    def reloadable(self) -> bool:
+        """True when built by load_settings, so `reload()` can rebuild it the same way."""
+        return self._origin is not None
+
+    def reload(self) -> Settings:
+        """A fresh Settings from the same argv and overrides as this one (CLI > env > file re-read).
+
+        Raises as load_settings does, and RuntimeError if this object was not built by load_settings.
+        """
+        if self._origin is None:
+            raise RuntimeError("only settings built by load_settings can be reloaded")
+        args, overrides = self._origin
+        return load_settings(list(args), **copy.deepcopy(overrides))
+
     def batching_for(self, model: str) -> BatchingSettings:
         """The batching settings for `model`: server defaults updated by its overrides."""
         overrides = self.models.get(model, ModelSettings()).batching
@@ -188,13 +232,17 @@ class Settings(BaseSettings):
 
 
 # The config file is itself a setting (CLI or env), so it is resolved before the others.
+# NOTE: a process-wide hint, so load_settings holds _LOAD_LOCK while it is set (the config
+# watcher reloads on a worker thread while other code may build settings).
 _CONFIG_FILE_HINT: dict[str, Path | None] = {}
+_LOAD_LOCK = threading.Lock()
 
 
 def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
     """Build Settings from argv (CLI), the BATCHWISE_* environment and the config file they name.
 
-    Keyword overrides (used by tests and embedders) win over everything else.
+    Keyword overrides (used by tests and embedders) win over everything else. The result
+    remembers argv and overrides so that `Settings.reload()` rebuilds it the same way.
     Raises pydantic.ValidationError, FileNotFoundError, or SystemExit (--help, bad flags).
     """
     import argparse
@@ -208,9 +256,13 @@ def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
         config_file = Path(os.environ["BATCHWISE_CONFIG_FILE"])
     if config_file is not None and not Path(config_file).is_file():
         raise FileNotFoundError(f"config file {config_file} does not exist")
-    _CONFIG_FILE_HINT["path"] = config_file
-    try:
-        cli = CliSettingsSource(Settings, root_parser=None)
-        return Settings(_cli_settings_source=cli(args=args), **overrides)
-    finally:
-        _CONFIG_FILE_HINT.clear()
+    origin = (tuple(args), copy.deepcopy(overrides))
+    with _LOAD_LOCK:
+        _CONFIG_FILE_HINT["path"] = config_file
+        try:
+            cli = CliSettingsSource(Settings, root_parser=None)
+            settings = Settings(_cli_settings_source=cli(args=args), **overrides)
+        finally:
+            _CONFIG_FILE_HINT.clear()
+    settings._origin = origin
+    return settings

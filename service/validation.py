@@ -9,6 +9,16 @@ import numpy as np
 from service.errors import InvalidArgument, ResourceExhausted
 from service.runtime.base import SignatureSpec, TensorSpec
 
+# Far above any real signature; checked before decoding so that a message of millions of tiny
+# inputs costs one comparison instead of millions of decodes.
+MAX_INPUTS = 1024
+
+
+def check_input_count(count: int) -> None:
+    """Raise InvalidArgument when a request names more than MAX_INPUTS inputs."""
+    if count > MAX_INPUTS:
+        raise InvalidArgument(f"inputs: the request has {count} inputs; at most {MAX_INPUTS} are accepted")
+
 
 def check_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray], *, max_rows: int) -> int:
     """Validate `inputs` for `spec` and return the shared row count (batch size).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from service.errors import InvalidArgument, ModelLoadError
 
+log = logging.getLogger(__name__)
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_VERSION = 2**63 - 1
 CARD_FILE = "model_card.json"
@@ -50,31 +52,87 @@ class RepositoryLayout:
     """
 
     def __init__(self, root: Path) -> None:
+        self.configured = Path(os.path.abspath(root))
         self.root = root.resolve()
+        self._warned: set[Path] = set()  # escaping symlinks already logged
+        self._scan_problem = ""
+
+    def scan(self) -> dict[str, dict[int, VersionDir] | None] | None:
+        """model -> version -> VersionDir; a model maps to None when its folder could not be read,
+        and the whole result is None when the root could not be read (each problem logged once).
+        """
+        try:
+            names = self.model_names()
+        except OSError as exc:
+            self._note_problem(f"cannot read the model repository, keeping current versions: {exc}")
+            return None
+        result: dict[str, dict[int, VersionDir] | None] = {}
+        for name in names:
+            try:
+                result[name] = {v.version: v for v in self.versions(name)}
+            except (OSError, InvalidArgument) as exc:
+                self._note_problem(f"cannot read model {name!r}, keeping its current versions: {exc}")
+                result[name] = None
+        return result
+
+    def _note_problem(self, message: str) -> None:
+        if message != self._scan_problem:  # once per distinct problem, not once per poll
+            self._scan_problem = message
+            log.warning("%s", message)
 
     def model_names(self) -> list[str]:
-        """Names of model folders with valid names, sorted."""
+        """Names of model folders with valid names, sorted.
+
+        Raises FileNotFoundError / NotADirectoryError if the root is missing: a vanished root is a
+        scan failure (keep serving), never "every model was deleted".
+        """
         if not self.root.is_dir():
-            return []
+            raise FileNotFoundError(f"model repository {self.root} is not a directory")
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME_RE.fullmatch(p.name))
 
     def versions(self, model: str) -> list[VersionDir]:
-        """Complete versions of `model`, ascending."""
+        """Complete versions of `model`, ascending.
+
+        Skips (with one warning) version folders that resolve outside the root, and folders
+        deleted while being scanned. Raises InvalidArgument if the model folder escapes the root.
+        """
         model_dir = self._confined(self.root / validate_model_name(model))
         if not model_dir.is_dir():
             return []
         found = []
         for entry in model_dir.iterdir():
             version = _parse_version(entry.name)
-            if version is not None and entry.is_dir() and self._confined(entry.resolve()) and _has_artifact(entry):
-                found.append(VersionDir(model, version, entry, _fingerprint(entry)))
+            if version is None:
+                continue
+            try:
+                if entry.is_dir() and self._inside(entry) and _has_artifact(entry):
+                    found.append(VersionDir(model, version, entry, _fingerprint(entry)))
+            except FileNotFoundError:
+                continue  # deleted while we looked at it: it is gone
         return sorted(found, key=lambda v: v.version)
+
+    def is_model_path(self, model: str, path: str) -> bool:
+        """True if `path` names `model`'s folder under the root, judged lexically.
+
+        NOTE: never touches the file system, so a client-supplied path cannot make us read or
+        probe anything outside the root (the CVE-2023-31036 lesson).
+        """
+        candidates = {self.configured / validate_model_name(model), self.root / model}
+        return os.path.normpath(path) in {os.path.normpath(str(c)) for c in candidates}
 
     def _confined(self, path: Path) -> Path:
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
             raise InvalidArgument(f"path {path.name!r} resolves outside the model repository")
         return resolved
+
+    def _inside(self, entry: Path) -> bool:
+        if entry.resolve().is_relative_to(self.root):
+            return True
+        if entry not in self._warned:
+            self._warned.add(entry)
+            log.warning("ignoring %s: it resolves outside the model repository %s", entry, self.root)
+        return False
 
 
 def read_card(version_dir: Path) -> dict[str, Any] | None:

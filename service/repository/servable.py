@@ -48,6 +48,8 @@ class ServableVersion:
     batchers: dict[str, Batcher] = field(default_factory=dict)
     available_variants: tuple[str, ...] = ()
     alternates: dict[str, asyncio.Task] = field(default_factory=dict)  # variant -> task loading it
+    load_s: float | None = None  # backend load incl. variant choice and consistency guard (metrics read it)
+    warmup_s: float | None = None  # warm-up calls at every batch size
     inflight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 

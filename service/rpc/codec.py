@@ -13,7 +13,10 @@ InvalidArgument / ResourceExhausted instead of TF's silent repairs or crashes:
   - values in a field that does not belong to the dtype, or in both tensor_content and a typed
     field, are refused (TF silently ignores one of them);
   - unknown_rank, negative dimensions, rank above MAX_RANK and any single dimension above
-    `max_elements` (even when another dimension is 0) are refused.
+    `max_elements` (even when another dimension is 0) are refused;
+  - a single value that fills the tensor decodes to a read-only broadcast view (no allocation
+    proportional to the declared shape); a string fill is refused when its expanded size is over
+    `max_string_bytes`, so a tiny request cannot make the model process gigabytes.
 
 Wire bytes are little-endian row-major. Decoding reads them with explicit little-endian dtypes;
 on a little-endian host (the only kind we support: big-endian hosts are untested and would get
@@ -131,16 +134,19 @@ def datatype_of(np_dtype: object) -> int:
     return dt
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, name: str, *, max_elements: int) -> np.ndarray:
+def to_ndarray(
+    proto: tensor_pb2.TensorProto, name: str, *, max_elements: int, max_string_bytes: int | None = None
+) -> np.ndarray:
     """Decode request tensor `name` into an ndarray of numpy_dtype(proto.dtype) and the declared shape.
 
     Raises InvalidArgument ("input 'name': ..." saying what was expected and what came) for a
-    malformed tensor, or ResourceExhausted when it declares more than `max_elements` elements;
-    both before any allocation proportional to the declared shape. The result may be a
-    read-only view of the message's bytes: treat it as immutable.
+    malformed tensor, or ResourceExhausted when it declares more than `max_elements` elements or
+    a string fill expands to more than `max_string_bytes` bytes; all before any allocation
+    proportional to the declared shape. The result may be a read-only view of the message's
+    bytes, or a broadcast view of one value: treat it as immutable.
     """
     try:
-        return _decode(proto, max_elements)
+        return _decode(proto, max_elements, max_string_bytes)
     except ServingError as exc:
         shown = name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "..."
         raise type(exc)(f"input {shown!r}: {exc.message}") from None
@@ -188,7 +194,7 @@ def _string_values(array: np.ndarray) -> list[bytes]:
     return values
 
 
-def _decode(proto: tensor_pb2.TensorProto, max_elements: int) -> np.ndarray:
+def _decode(proto: tensor_pb2.TensorProto, max_elements: int, max_string_bytes: int | None) -> np.ndarray:
     dt = proto.dtype
     numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
     shape, count = _checked_shape(proto.tensor_shape, max_elements)
@@ -207,7 +213,18 @@ def _decode(proto: tensor_pb2.TensorProto, max_elements: int) -> np.ndarray:
         raise InvalidArgument(
             f"dtype {dtype_name(dt)} carries its values in tensor_content or {field}, but got {stray[0]}"
         )
-    return _from_values(getattr(proto, field), dt, field, shape, count)
+    values = getattr(proto, field)
+    if dt == types_pb2.DT_STRING and len(values) == 1 and max_string_bytes is not None:
+        _check_string_fill(len(values[0]), count, max_string_bytes)
+    return _from_values(values, dt, field, shape, count)
+
+
+def _check_string_fill(value_bytes: int, count: int, max_string_bytes: int) -> None:
+    if count > 1 and value_bytes * count > max_string_bytes:
+        raise ResourceExhausted(
+            f"string_val holds one {value_bytes}-byte value that would fill {count} elements "
+            f"({value_bytes * count} bytes), over the limit of {max_string_bytes} bytes"
+        )
 
 
 def _checked_shape(shape_proto: tensor_shape_pb2.TensorShapeProto, max_elements: int) -> tuple[tuple[int, ...], int]:
@@ -256,8 +273,8 @@ def _from_values(values, dt: int, field: str, shape: tuple[int, ...], count: int
     n = len(values)
     if n == count:
         return _convert(values, dt, field).reshape(shape)
-    if n == 1:  # TF's rule: a single value fills the whole tensor
-        return np.full(shape, _convert(values, dt, field)[0], dtype=_WIRE_DTYPE[dt])
+    if n == 1:  # TF's rule: a single value fills the whole tensor (a view: nothing is allocated here)
+        return np.broadcast_to(_convert(values, dt, field).reshape(()), shape)
     raise InvalidArgument(
         f"{field} has {n} values but shape {list(shape)} needs {count} (or exactly 1 to fill the tensor)"
     )

@@ -1,4 +1,4 @@
-"""ModelService: GetModelStatus (and HandleReloadConfigRequest, off unless enabled)."""
+"""ModelService: GetModelStatus, and HandleReloadConfigRequest (off unless server.enable_model_control)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from service.api import get_model_status_pb2, model_management_pb2, model_servic
 from service.errors import NotFound, Unimplemented
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion, VersionState
+from service.rpc.model_config import models_from_proto
 from service.rpc.prediction_servicer import model_ref
 from service.rpc.status import abort_with
 
@@ -35,10 +36,22 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):
-        await abort_with(
-            context,
-            Unimplemented("HandleReloadConfigRequest is disabled; start the server with --server.enable-model-control"),
-        )
+        """Apply the listed models' version policies and labels; unlisted models keep theirs.
+
+        UNIMPLEMENTED unless enabled; INVALID_ARGUMENT for a malformed config or an unknown model;
+        FAILED_PRECONDITION for a label pointing at a version that is not AVAILABLE. On error
+        nothing changes.
+        """
+        try:
+            if not self._control:
+                raise Unimplemented(
+                    "HandleReloadConfigRequest is disabled; start the server with --server.enable-model-control"
+                )
+            models = models_from_proto(request.config, self._manager.is_repository_path)
+            self._manager.apply_model_config(models, replace=False, known_only=True)
+        except Exception as exc:
+            await abort_with(context, exc)
+        return model_management_pb2.ReloadConfigResponse()
 
 
 def _fill_status(status: get_model_status_pb2.ModelVersionStatus, servable: ServableVersion) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
 
 from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
-from service.dataplane import DataPlane, ModelRef
+from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument
+from service.metrics import Metrics
 from service.repository.servable import ServableVersion
 from service.repository.variants import VARIANT_METADATA_KEY
 from service.rpc.codec import fill_tensor_proto, to_ndarray
 from service.rpc.signature_def import signature_def_map
-from service.rpc.status import abort_with
+from service.rpc.status import abort_with, cancelled_code, status_of
+from service.validation import check_input_count
 
 SIGNATURE_DEF = "signature_def"
 
@@ -21,23 +24,53 @@ SIGNATURE_DEF = "signature_def"
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """TF Serving's PredictionService over our DataPlane."""
 
-    def __init__(self, dataplane: DataPlane, *, max_tensor_elements: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_tensor_elements: int,
+        max_string_bytes: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._dataplane = dataplane
-        self._max_elements = max_tensor_elements
+        self._limits = {"max_elements": max_tensor_elements, "max_string_bytes": max_string_bytes}
+        self._metrics = metrics
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
+        started_s = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.predict_started()
+        ref = servable = None
         try:
             ref = model_ref(request.model_spec, context)
-            inputs = {name: to_ndarray(t, name, max_elements=self._max_elements) for name, t in request.inputs.items()}
-            result = await self._dataplane.predict(ref, inputs, request.output_filter, deadline_of(context))
+            check_input_count(len(request.inputs))
+            servable = await self._dataplane.resolve(ref)
+            inputs = {name: to_ndarray(t, name, **self._limits) for name, t in request.inputs.items()}
+            deadline = deadline_of(context)
+            result = await self._dataplane.predict(servable, ref.signature, inputs, request.output_filter, deadline)
+            response = predict_response(result)
+        except asyncio.CancelledError:
+            self._observe(ref, servable, "", cancelled_code(context), started_s)
+            raise
         except Exception as exc:
-            await abort_with(context, exc)
-        response = predict_pb2.PredictResponse()
-        fill_model_spec(response.model_spec, result.servable, result.signature)
-        outputs = response.outputs
-        for name, value in result.outputs.items():
-            fill_tensor_proto(outputs[name], value)  # encoded in place: no intermediate TensorProto to copy
+            code, message = status_of(exc)
+            self._observe(ref, servable, "", code, started_s)
+            await context.abort(code, message)
+        self._observe(ref, servable, result.signature, grpc.StatusCode.OK, started_s)
         return response
+
+    def _observe(self, ref: ModelRef | None, servable: ServableVersion | None, signature: str,
+                 code: grpc.StatusCode, started_s: float) -> None:
+        """Count the call; label it with the model only if served (never the client's raw string)."""
+        if self._metrics is None:
+            return
+        if servable is not None:
+            model, version, variant = servable.model, str(servable.version), servable.variant
+        else:
+            known = ref is not None and self._dataplane.is_served(ref.name)
+            model, version, variant = (ref.name if known else ""), "", ""
+        labels = (model, version, variant, signature)
+        self._metrics.observe_predict(labels, code.name, time.perf_counter() - started_s)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
         try:
@@ -54,6 +87,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         fill_model_spec(response.model_spec, servable, "")
         response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable.signatures))
         return response
+
+
+def predict_response(result: PredictResult) -> predict_pb2.PredictResponse:
+    """The PredictResponse for a data plane result."""
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, result.servable, result.signature)
+    outputs = response.outputs
+    for name, value in result.outputs.items():
+        fill_tensor_proto(outputs[name], value)  # encoded in place: no intermediate TensorProto to copy
+    return response
 
 
 def model_ref(spec: model_pb2.ModelSpec, context: grpc.aio.ServicerContext | None = None) -> ModelRef:

@@ -13,11 +13,13 @@ from service.settings import Settings
 class ServerThread:
     """Starts the server on port 0 in a background thread; `stop()` drains it.
 
+    `server_kwargs` go to BatchwiseServer (e.g. registry=CollectorRegistry()).
+
     NOTE: the server's event loop lives in the thread; use `call()` to run a coroutine on it.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.server = BatchwiseServer(settings)
+    def __init__(self, settings: Settings, **server_kwargs: Any) -> None:
+        self.server = BatchwiseServer(settings, **server_kwargs)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="server-loop")
         self.port: int | None = None

@@ -1,0 +1,121 @@
+"""Locust load test for Batchwise over gRPC: Predict at several row counts plus GetModelMetadata, with thresholds.
+
+    locust -f loadtests/locustfile.py --headless --host 127.0.0.1:8500 -u 16 -r 16 -t 30s \
+        --models iris,digits --rows 1,8,32 --metadata-ratio 0.1 --max-p99-ms 200 --min-rps 50
+
+Every option below also reads a BATCHWISE_LOADTEST_* environment variable (shown in --help). Each user
+discovers the models' signatures with GetModelMetadata once (per process), pre-serializes its requests and
+then sends them back to back (closed loop; --think-time-ms adds a pause). When locust quits, the thresholds
+are checked against the aggregated stats and the exit code is 1 if any failed (0 otherwise: failures below
+--max-failure-ratio do not fail the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+
+import gevent.lock
+import grpc
+from grpc_user import NAME_KEY, GrpcUser
+from locust import events, task
+from locust.runners import WorkerRunner
+from scenarios import Plan, build_plan, parse_csv, parse_rows
+from thresholds import Thresholds
+
+LOG = logging.getLogger("batchwise.loadtest")
+_PLANS: dict[tuple, Plan] = {}
+_PLAN_LOCK = gevent.lock.Semaphore()
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser) -> None:
+    """Batchwise scenario and threshold options (flags or BATCHWISE_LOADTEST_* variables)."""
+    def option(flag: str, **kwargs) -> None:
+        env_var = "BATCHWISE_LOADTEST_" + flag.removeprefix("--").replace("-", "_").upper()
+        parser.add_argument(flag, env_var=env_var, **kwargs)
+
+    option("--models", default="iris,digits", help="comma-separated model names to Predict on")
+    option("--rows", default="1,8,32", help="comma-separated rows per Predict request (one stats entry each)")
+    option("--variant", default="", help="ask for a variant (x-batchwise-variant), e.g. float16; default: server's")
+    option("--signature", default="", help="signature name; default serving_default")
+    option("--metadata-ratio", type=float, default=0.1, help="fraction of calls that are GetModelMetadata")
+    option("--think-time-ms", type=float, default=0.0, help="pause between a user's calls (0: closed loop)")
+    option("--request-timeout-s", type=float, default=10.0, help="deadline of each call")
+    option("--max-failure-ratio", type=float, default=0.01, include_in_web_ui=False,
+           help="fail the run above this fraction of failed calls")
+    option("--max-p95-ms", type=float, default=None, include_in_web_ui=False, help="fail above this p95 latency")
+    option("--max-p99-ms", type=float, default=None, include_in_web_ui=False, help="fail above this p99 latency")
+    option("--min-rps", type=float, default=None, include_in_web_ui=False, help="fail below this throughput")
+
+
+def plan_for(environment, target: str) -> Plan:
+    """The process-wide Plan for `target`, discovered on first use. Raises what build_plan raises."""
+    options = environment.parsed_options
+    key = (target, options.models, options.rows, options.signature, options.variant, options.metadata_ratio)
+    with _PLAN_LOCK:
+        if key not in _PLANS:
+            started = time.monotonic()
+            _PLANS[key] = build_plan(
+                target, parse_csv(options.models), parse_rows(options.rows), signature=options.signature,
+                variant=options.variant, metadata_ratio=options.metadata_ratio,
+            )
+            names = ", ".join(s.name for s in _PLANS[key].predicts + _PLANS[key].metadata)
+            LOG.info("load plan (discovered in %.2f s): %s", time.monotonic() - started, names)
+        return _PLANS[key]
+
+
+class BatchwiseUser(GrpcUser):
+    """Sends the plan's pre-serialized requests through the intercepted channel; failures are recorded, not raised."""
+
+    def wait_time(self) -> float:
+        return self.environment.parsed_options.think_time_ms / 1000
+
+    def on_start(self) -> None:
+        try:
+            plan = plan_for(self.environment, self.target)
+        except Exception as exc:
+            LOG.error("cannot plan the load test against %s: %s", self.target, exc)
+            self.environment.events.request.fire(
+                request_type="grpc", name="discovery", response_time=0, response_length=0, exception=exc, context={},
+            )
+            self.environment.runner.quit()
+            return
+        self.timeout_s = self.environment.parsed_options.request_timeout_s
+        self.rng = random.Random()
+        self.plan = plan
+        self.calls = {
+            scenario: (self.raw_method(scenario.method), (*scenario.metadata, (NAME_KEY, scenario.name)))
+            for scenario in plan.predicts + plan.metadata
+        }
+
+    @task
+    def send(self) -> None:
+        scenario = self.plan.pick(self.rng)
+        call, metadata = self.calls[scenario]
+        with contextlib.suppress(grpc.RpcError):  # the interceptor has recorded the failure
+            call(scenario.payload, timeout=self.timeout_s, metadata=metadata)
+
+
+@events.quitting.add_listener
+def check_thresholds(environment, **_kwargs) -> None:
+    """Set the exit code from the thresholds (on the master or a local runner; workers have partial stats)."""
+    options = environment.parsed_options
+    if options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    total = environment.stats.total
+    thresholds = Thresholds(options.max_failure_ratio, options.max_p95_ms, options.max_p99_ms, options.min_rps)
+    failed = thresholds.violations(total)
+    if environment.runner is not None and environment.runner.exceptions:
+        failed.append(f"{len(environment.runner.exceptions)} distinct exceptions in user code")
+    summary = (
+        f"requests={total.num_requests} failure_ratio={total.fail_ratio:.4f} rps={total.total_rps:.1f} "
+        f"p50={total.get_response_time_percentile(0.5)}ms p95={total.get_response_time_percentile(0.95)}ms "
+        f"p99={total.get_response_time_percentile(0.99)}ms"
+    )
+    for message in failed:
+        LOG.error("THRESHOLD FAILED: %s", message)
+    LOG.info("%s: %s", "FAILED" if failed else "PASSED", summary)
+    environment.process_exit_code = 1 if failed else 0

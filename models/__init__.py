@@ -1,0 +1,1 @@
+"""Offline trainer: tf.keras recipes that publish SavedModels and TFLite variants into a model repository."""

@@ -1,0 +1,283 @@
+"""Every Prometheus metric the server exports, defined once, plus the /metrics HTTP endpoint.
+
+Labels come only from a fixed, bounded set (model, version, variant, signature, method, code,
+reason, state, outcome); never from raw client data: an unknown model is labelled model="".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+from collections.abc import Sequence
+from typing import Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from service.batching.observer import BatchObserver, RejectReason
+from service.settings import MetricsSettings
+
+PREFIX = "batchwise_"
+STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
+REJECT_REASONS: tuple[RejectReason, ...] = ("queue_full", "deadline", "cancelled", "invalid")
+LOAD_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+UNKNOWN_METHOD = "unknown"
+BATCH_LABELS = ("model", "version", "variant", "signature")
+
+
+class VersionInfo(Protocol):
+    """What the state listener reads from a model version (ServableVersion fits)."""
+
+    model: str
+    version: int
+    variant: str
+    error: str | None
+    load_s: float | None
+    warmup_s: float | None
+
+    @property
+    def state(self): ...  # an enum whose .name is one of STATES
+
+
+def row_buckets(max_rows: int) -> list[float]:
+    """1, 2, 4, ... up to the first power of two >= max_rows (batch sizes in rows)."""
+    bounds = [1.0]
+    while bounds[-1] < max_rows:
+        bounds.append(bounds[-1] * 2)
+    return bounds
+
+
+def process_registry() -> CollectorRegistry:
+    """A fresh registry carrying prometheus-client's process, platform and GC collectors.
+
+    Also turns off prometheus-client's `*_created` series process-wide: Prometheus does not use
+    them, and they would double the series count of every counter.
+    """
+    disable_created_metrics()
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
+class Metrics:
+    """All metric families, registered in `registry` (tests pass a fresh CollectorRegistry).
+
+    `max_batch_rows` sizes the row histograms' buckets. The observe_* methods cache label
+    children so the request path does a dict lookup, not a label validation.
+    NOTE: observe_*, predict_started and on_version_state run on the event loop thread.
+    """
+
+    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, max_batch_rows: int) -> None:
+        self.registry = registry
+        family = _Families(registry)
+        self._define_request_families(family, tuple(settings.latency_buckets_s))
+        self._define_batch_families(family, tuple(settings.latency_buckets_s), row_buckets(max_batch_rows))
+        self._define_model_families(family)
+        self._inflight_count = 0
+        self.inflight.set_function(lambda: self._inflight_count)
+        self._rpc_children: dict[tuple[str, str], tuple[object, object]] = {}
+        self._predict_children: dict[tuple[str, str, str, str], object] = {}
+        self._latency_children: dict[tuple[str, str, str, str], object] = {}
+        self._versions: dict[int, tuple[tuple[str, str, str], str]] = {}  # id(servable) -> labels, state
+
+    def _define_request_families(self, family: _Families, latency: Sequence[float]) -> None:
+        self.grpc_requests = family.counter("grpc_requests", "Finished gRPC calls by method and status code.",
+                                            ("method", "code"))
+        self.grpc_duration = family.histogram("grpc_request_duration_seconds",
+                                              "gRPC call duration (streams: lifetime).", ("method",), latency)
+        self.predict_requests = family.counter("predict_requests", "Finished Predict calls by model and status code.",
+                                               ("model", "version", "variant", "code"))
+        self.request_latency = family.histogram("request_latency_seconds",
+                                                "Successful Predict latency, server side, from arrival to response.",
+                                                BATCH_LABELS, latency)
+        self.inflight = family.gauge("inflight_requests", "Predict calls being served.", ())
+
+    def _define_batch_families(self, family: _Families, latency: Sequence[float], rows: Sequence[float]) -> None:
+        self.queue_wait = family.histogram("queue_wait_seconds", "Time a request piece waited in the batch queue.",
+                                           BATCH_LABELS, latency)
+        self.compute = family.histogram("compute_seconds", "Model call duration per batch (merge, predict, split).",
+                                        BATCH_LABELS, latency)
+        self.batch_size = family.histogram("batch_size_rows", "Request rows per batch (without padding).",
+                                           BATCH_LABELS, rows)
+        self.batch_padding = family.histogram("batch_padding_rows", "Padding rows added per batch.",
+                                              BATCH_LABELS, [0.0, *rows])
+        self.queue_rows = family.gauge("queue_rows", "Rows waiting in the batch queue.", BATCH_LABELS)
+        self.queue_capacity = family.gauge("queue_capacity_rows", "Rows the batch queue holds (max_queue_rows).",
+                                           BATCH_LABELS)
+        self.rejections = family.counter("rejections", "Requests the batcher refused or dropped before compute.",
+                                         ("model", "reason"))
+
+    def _define_model_families(self, family: _Families) -> None:
+        self.model_load = family.histogram("model_load_seconds", "Time to load (and check) a model variant.",
+                                           ("model", "variant"), LOAD_BUCKETS_S)
+        self.model_warmup = family.histogram("model_warmup_seconds", "Time to warm a loaded model variant up.",
+                                             ("model", "variant"), LOAD_BUCKETS_S)
+        self.model_loads = family.counter("model_loads", "Model version loads by outcome (success|failure).",
+                                          ("model", "outcome"))
+        self.version_state = family.gauge("model_version_state",
+                                          "Model versions in each state (1 for the current state, else 0).",
+                                          ("model", "version", "variant", "state"))
+
+    # -- gRPC calls (the interceptor) --------------------------------------------------------
+
+    def observe_rpc(self, method: str, code: str, duration_s: float | None) -> None:
+        """One finished gRPC call; `method` must be a registered method name (or UNKNOWN_METHOD)."""
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (self.grpc_requests.labels(method, code), self.grpc_duration.labels(method))
+            self._rpc_children[(method, code)] = children
+        children[0].inc()
+        if duration_s is not None:
+            children[1].observe(duration_s)
+
+    # -- Predict (the servicer) --------------------------------------------------------------
+
+    def predict_started(self) -> None:
+        """A Predict call arrived (counts in batchwise_inflight_requests until observe_predict)."""
+        self._inflight_count += 1
+
+    def observe_predict(self, labels: tuple[str, str, str, str], code: str, latency_s: float) -> None:
+        """A Predict call finished with `code`; labels are (model, version, variant, signature).
+
+        The latency is recorded only when code is OK (errors are counted, not timed, so fast
+        rejections do not flatter the percentiles).
+        """
+        self._inflight_count -= 1
+        key = (*labels[:3], code)
+        counter = self._predict_children.get(key)
+        if counter is None:
+            counter = self._predict_children[key] = self.predict_requests.labels(*key)
+        counter.inc()
+        if code == "OK":
+            histogram = self._latency_children.get(labels)
+            if histogram is None:
+                histogram = self._latency_children[labels] = self.request_latency.labels(*labels)
+            histogram.observe(latency_s)
+
+    # -- batches (one observer per batcher) ------------------------------------------------
+
+    def batch_observer(self, model: str, version: int, variant: str, signature: str,
+                       max_queue_rows: int) -> BatchObserver:
+        """A BatchObserver for the batcher of one (model, version, variant, signature).
+
+        Also creates that signature's request series at zero, so rate() works from the first scrape.
+        """
+        labels = (model, str(version), variant, signature)
+        self.queue_capacity.labels(*labels).set(max_queue_rows)
+        self._latency_children.setdefault(labels, self.request_latency.labels(*labels))
+        ok_key = (model, str(version), variant, "OK")
+        self._predict_children.setdefault(ok_key, self.predict_requests.labels(*ok_key))
+        return _BatchMetrics(self, labels)
+
+    # -- model lifecycle (a ModelManager listener) -------------------------------------------
+
+    def on_version_state(self, servable: VersionInfo) -> None:
+        """Record a version's new state; on AVAILABLE its load and warm-up time; count loads.
+
+        Versions unloaded cleanly drop their state series; failed ones stay at END=1.
+        """
+        key = id(servable)  # a reused id means the old object is gone: replacing its entry is right
+        labels = (servable.model, str(servable.version), servable.variant)
+        state = servable.state.name
+        previous = self._versions.pop(key, None)
+        if state != "END" or servable.error:
+            self._versions[key] = (labels, state)
+        for touched in {labels, previous[0] if previous else labels}:
+            self._refresh_state(touched)
+        if state == "AVAILABLE":
+            self.model_loads.labels(servable.model, "success").inc()
+            if servable.load_s is not None:
+                self.model_load.labels(servable.model, servable.variant).observe(servable.load_s)
+            if servable.warmup_s is not None:
+                self.model_warmup.labels(servable.model, servable.variant).observe(servable.warmup_s)
+        elif state == "END" and servable.error:
+            self.model_loads.labels(servable.model, "failure").inc()
+
+    def _refresh_state(self, labels: tuple[str, str, str]) -> None:
+        counts = Tally(state for other, state in self._versions.values() if other == labels)
+        for state in STATES:
+            if counts:
+                self.version_state.labels(*labels, state).set(counts[state])
+            else:
+                self.version_state.remove(*labels, state)
+
+
+class _Families:
+    """Makes prefixed metric families in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def counter(self, name: str, doc: str, labels: Sequence[str]) -> Counter:
+        return Counter(PREFIX + name, doc, labels, registry=self._registry)
+
+    def histogram(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> Histogram:
+        return Histogram(PREFIX + name, doc, labels, registry=self._registry, buckets=buckets)
+
+    def gauge(self, name: str, doc: str, labels: Sequence[str]) -> Gauge:
+        return Gauge(PREFIX + name, doc, labels, registry=self._registry)
+
+
+class _BatchMetrics(BatchObserver):
+    """BatchObserver bound to one batcher's label children (resolved once, at construction)."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str, str]) -> None:
+        self._wait = metrics.queue_wait.labels(*labels)
+        self._compute = metrics.compute.labels(*labels)
+        self._rows = metrics.batch_size.labels(*labels)
+        self._padding = metrics.batch_padding.labels(*labels)
+        self._queue = metrics.queue_rows.labels(*labels)
+        self._rejects = {reason: metrics.rejections.labels(labels[0], reason) for reason in REJECT_REASONS}
+
+    def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
+        self._rows.observe(rows)
+        self._padding.observe(padding_rows)
+        self._compute.observe(compute_s)
+        for wait_s in queue_wait_s:
+            self._wait.observe(wait_s)
+
+    def on_reject(self, reason: RejectReason) -> None:
+        self._rejects[reason].inc()
+
+    def on_queue_rows(self, rows: int) -> None:
+        self._queue.set(rows)
+
+
+class MetricsEndpoint:
+    """The /metrics HTTP server (prometheus-client's), on its own port and thread.
+
+    `start()` binds settings.host:port (port 0 picks a free one) and returns the bound port; `stop()`
+    shuts it down and joins its thread (blocking, up to the server's 0.5 s poll interval).
+    Raises OSError if the port cannot be bound.
+    """
+
+    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings) -> None:
+        self._registry = registry
+        self._host = settings.host
+        self._port = settings.port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        self._server, self._thread = start_http_server(self._port, addr=self._host, registry=self._registry)
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._server = self._thread = None
