@@ -48,6 +48,10 @@ class ServerSettings(BaseModel):
     max_connection_age_s: float = Field(
         0, ge=0, description="close client connections after this age so clients rebalance (0 = never)"
     )
+    max_pending_rpcs: int = Field(
+        512, ge=2, description="calls gRPC has received but not yet handed to us; past half of it new calls are "
+        "cancelled at random, past it all are (CANCELLED): bounds the queue in front of the event loop"
+    )
 
 
 class RepositorySettings(BaseModel):
