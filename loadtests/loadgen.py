@@ -47,7 +47,8 @@ class PointResult:
     mean_ms: float | None
     offered_rps: float | None = None  # open loop: the arrival rate asked for
     sent_rps: float | None = None  # open loop: the arrival rate achieved
-    rejected_rps: float | None = None  # open loop: UNAVAILABLE per second
+    rejected_rps: float | None = None  # open loop: UNAVAILABLE per second (our bounded queues refused)
+    cancelled_rps: float | None = None  # open loop: CANCELLED per second (gRPC core shed calls not yet accepted)
     latencies_ms: list[float] = field(default_factory=list)  # only with raw latencies on
 
 
@@ -160,6 +161,7 @@ async def open_loop(
     return PointResult(
         "open", peak, duration_s, len(latencies), dict(errors), len(latencies) / send_s, **_percentiles(latencies),
         offered_rps=rate_rps, sent_rps=total / send_s, rejected_rps=errors.get("UNAVAILABLE", 0) / send_s,
+        cancelled_rps=errors.get("CANCELLED", 0) / send_s,
         latencies_ms=[x * 1e3 for x in latencies] if raw else [],
     )
 

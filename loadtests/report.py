@@ -72,6 +72,7 @@ def describe_point(point: dict) -> str:
 def describe_open(phase: dict) -> str:
     return (f"offered {phase['offered_rps']:.0f}/s sent {phase['sent_rps']:.0f}/s "
             f"admitted {phase['throughput_rps']:.0f}/s rejected {phase['rejected_rps']:.0f}/s "
+            f"cancelled {phase.get('cancelled_rps') or 0:.0f}/s "
             f"p99(admitted)={_ms(phase['p99_ms'])} errors={phase['errors']}")
 
 
@@ -133,6 +134,8 @@ def ratios(result: dict, settings: Settings) -> dict:
     off = [p["throughput_rps"] for p in metrics.get("off", [])]
     sizes = [table.get(v, {}).get("size_bytes") for v in ("int8", "float32")]
     return {
+        "framework_ceiling_cpu_us_per_req_64": fixed and cpu_us_per_request(fixed),
+        "batched_cpu_us_per_req_64": batched and cpu_us_per_request(batched),
         "compute_ceiling_rows_s": compute, "framework_ceiling_64_rps": fixed and fixed["throughput_rps"],
         "min_ceiling_rps": min_ceiling, "max_batch_compute_ms": max_batch_ms,
         "batched_over_unbatched_64": _target(_div(batched, unbatched), 2.0),
@@ -217,7 +220,17 @@ def render_sweep(sweep: dict) -> str:
             p = sweep[name][i]
             row += [_n(p["throughput_rps"]) + ("*" if p["errors"] else ""), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1)]
         rows.append(row)
-    return "Closed loop, one-row requests (* = errors at that point)\n" + _table(header, rows)
+    cpu_rows = [[str(p["concurrency"])] + [_n(cpu_us_per_request(sweep[name][i])) for name in names]
+                for i, p in enumerate(sweep[names[0]])]
+    return ("Closed loop, one-row requests (* = errors at that point)\n" + _table(header, rows)
+            + "\n\nServer CPU per request (us, all threads of the server process)\n"
+            + _table(["clients", *names], cpu_rows))
+
+
+def cpu_us_per_request(point: dict) -> float | None:
+    """Server CPU time per completed request, from the server's CPU use over the point."""
+    cores, rps = point.get("server_cpu_cores"), point.get("throughput_rps")
+    return cores / rps * 1e6 if cores is not None and rps else None
 
 
 def render_variants(table: dict) -> str:
@@ -234,11 +247,12 @@ def render_variants(table: dict) -> str:
 
 
 def render_overload(overload: dict) -> str:
+    shed = ("UNAVAILABLE", "CANCELLED")
     rows = [[f"{p['factor']:.1f}x", _n(p["offered_rps"]), _n(p["sent_rps"]), _n(p["throughput_rps"]),
-             _n(p["rejected_rps"]), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1),
-             str({k: v for k, v in p["errors"].items() if k != "UNAVAILABLE"} or "")] for p in overload["phases"]]
-    header = ["phase", "offered/s", "sent/s", "admitted/s", "rejected/s (UNAVAILABLE)", "p50 ms", "p99 admitted ms",
-              "other errors"]
+             _n(p["rejected_rps"]), _n(p.get("cancelled_rps")), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1),
+             str({k: v for k, v in p["errors"].items() if k not in shed} or "")] for p in overload["phases"]]
+    header = ["phase", "offered/s", "sent/s", "admitted/s", "rejected/s (UNAVAILABLE)",
+              "shed by gRPC core/s (CANCELLED)", "p50 ms", "p99 admitted ms", "other errors"]
     return (f"Open loop around saturation ({overload['saturation_rps']:.0f} req/s, "
             f"{overload['seconds_per_phase']} s per phase, in this order)\n" + _table(header, rows))
 
