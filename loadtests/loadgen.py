@@ -115,6 +115,47 @@ async def closed_loop(
     )
 
 
+class _OpenLoop:
+    """One open-loop run: starts calls on a fixed arrival grid and records their outcomes."""
+
+    def __init__(self, calls: _Calls, payload: bytes, timeout_s: float, max_inflight: int) -> None:
+        self.calls, self.payload, self.timeout_s, self.max_inflight = calls, payload, timeout_s, max_inflight
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.inflight: set[asyncio.Task] = set()
+        self.peak = 0
+
+    async def one(self, stub) -> None:
+        start = time.perf_counter()
+        try:
+            await stub(self.payload, timeout=self.timeout_s)
+            self.latencies.append(time.perf_counter() - start)
+        except grpc.aio.AioRpcError as exc:
+            self.errors[exc.code().name] += 1
+
+    def start(self, index: int) -> None:
+        if len(self.inflight) >= self.max_inflight:
+            self.errors["CLIENT_OVERFLOW"] += 1
+            return
+        task = asyncio.ensure_future(self.one(self.calls.stubs[index % len(self.calls.stubs)]))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def send(self, rate_rps: float, total: int) -> float:
+        """Start `total` calls at `rate_rps` (overdue ones at once); returns the seconds it took."""
+        clock = time.perf_counter
+        begin = clock()
+        sent = 0
+        while sent < total:
+            due = min(total, int((clock() - begin) * rate_rps) + 1)
+            while sent < due:
+                self.start(sent)
+                sent += 1
+            self.peak = max(self.peak, len(self.inflight))
+            await asyncio.sleep(max(0.0, begin + sent / rate_rps - clock()))
+        return clock() - begin
+
+
 async def open_loop(
     calls: _Calls, payload: bytes, rate_rps: float, *, duration_s: float, timeout_s: float,
     max_inflight: int = 20000, raw: bool = False,
@@ -125,44 +166,17 @@ async def open_loop(
     start at once (so the achieved rate is kept, and reported as sent_rps). Requests beyond
     `max_inflight` outstanding are not sent and count as CLIENT_OVERFLOW.
     """
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    inflight: set[asyncio.Task] = set()
-    peak = 0
-    clock = time.perf_counter
-
-    async def one(stub) -> None:
-        start = clock()
-        try:
-            await stub(payload, timeout=timeout_s)
-            latencies.append(clock() - start)
-        except grpc.aio.AioRpcError as exc:
-            errors[exc.code().name] += 1
-
-    interval_s = 1.0 / rate_rps
+    run = _OpenLoop(calls, payload, timeout_s, max_inflight)
     total = int(rate_rps * duration_s)
-    begin = clock()
-    sent = 0
-    while sent < total:
-        due = min(total, int((clock() - begin) / interval_s) + 1)
-        while sent < due:
-            if len(inflight) >= max_inflight:
-                errors["CLIENT_OVERFLOW"] += 1
-            else:
-                task = asyncio.ensure_future(one(calls.stubs[sent % len(calls.stubs)]))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-            sent += 1
-        peak = max(peak, len(inflight))
-        await asyncio.sleep(max(0.0, begin + sent * interval_s - clock()))
-    send_s = clock() - begin
-    if inflight:
-        await asyncio.gather(*inflight)
+    send_s = await run.send(rate_rps, total)
+    if run.inflight:
+        await asyncio.gather(*run.inflight)
+    errors = run.errors
     return PointResult(
-        "open", peak, duration_s, len(latencies), dict(errors), len(latencies) / send_s, **_percentiles(latencies),
-        offered_rps=rate_rps, sent_rps=total / send_s, rejected_rps=errors.get("UNAVAILABLE", 0) / send_s,
-        cancelled_rps=errors.get("CANCELLED", 0) / send_s,
-        latencies_ms=[x * 1e3 for x in latencies] if raw else [],
+        "open", run.peak, duration_s, len(run.latencies), dict(errors), len(run.latencies) / send_s,
+        **_percentiles(run.latencies), offered_rps=rate_rps, sent_rps=total / send_s,
+        rejected_rps=errors.get("UNAVAILABLE", 0) / send_s, cancelled_rps=errors.get("CANCELLED", 0) / send_s,
+        latencies_ms=[x * 1e3 for x in run.latencies] if raw else [],
     )
 
 
