@@ -42,7 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=loadgen.DEFAULT_CHANNELS, help="HTTP/2 connections")
     parser.add_argument("--variants", help=f"served per-variant table (default {','.join(VARIANTS)})")
     parser.add_argument("--epochs", type=int, help="training epochs of the MNIST CNN (0 = untrained)")
-    parser.add_argument("--digits-repo", type=Path, help="a repository with the trainer's digits model")
+    parser.add_argument("--digits-repo", type=Path, help="a repository with the trainer's digits model to use")
+    parser.add_argument("--digits", action=argparse.BooleanOptionalAction, default=None,
+                        help="train the trainer's digits model (python -m models) and add its variant table "
+                             "(default: on, off with --quick; --digits-repo uses an existing one instead)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.concurrency = [int(n) for n in (args.concurrency or ("1,8,64" if quick else "1,8,32,64,128")).split(",")]
     args.variants = (args.variants or ("savedmodel,int8" if quick else ",".join(VARIANTS))).split(",")
     args.epochs = args.epochs if args.epochs is not None else (1 if quick else 3)
+    args.digits = args.digits if args.digits is not None else not quick
     return args
 
 
@@ -213,6 +217,18 @@ class Bench:
             self.result["overload"] = self.overload(group.ready["batched"], request, self.result["sweep"]["batched"])
         self.result["variants"] = report.variant_table(version_dir, self.result["compute_ceiling"], served)
 
+    def train_digits(self) -> Path:
+        """Train and publish the trainer's digits recipe into the scratch folder; returns the repository."""
+        import subprocess
+
+        repo = self.work / "digits-repo"
+        self.log("training the trainer's digits model (python -m models train digits)")
+        proc = subprocess.run([sys.executable, "-m", "models", "train", "digits", "--repository", str(repo)],
+                              cwd=servers.ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"training the digits model failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return repo
+
     def digits(self, repo: Path) -> None:
         """The trainer's digits model (latest version under `repo`): ceilings and each variant served at 64."""
         versions = sorted((p for p in (repo / "digits").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
@@ -239,6 +255,8 @@ class Bench:
         self.main_run(version_dir, request, response, probe)
         if self.args.digits_repo:
             self.digits(self.args.digits_repo)
+        elif self.args.digits:
+            self.digits(self.train_digits())
         self.result["load_average_end"] = list(os.getloadavg())
         self.result["settings"] = report.run_settings(self.args)
         self.result["ratios"] = report.ratios(self.result, report.server_settings(self.args.server_arg))

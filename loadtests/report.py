@@ -126,14 +126,10 @@ def ratios(result: dict, settings: Settings) -> dict:
     min_ceiling = min(compute, fixed["throughput_rps"]) if compute and fixed else None
     p8 = _at(sweep["batched"], 8)
     bound_ms = 2 * settings.batching.batch_timeout_ms + max_batch_ms if max_batch_ms is not None else None
-    table = result["variants"]["rows"]
-    int8, savedmodel = table.get("int8", {}), table.get("savedmodel", {})
-    served = [((v.get("served_64") or {}).get("throughput_rps")) for v in (int8, savedmodel)]
     metrics = result.get("metrics", {})
     on = [p["throughput_rps"] for p in metrics.get("on", [])]
     off = [p["throughput_rps"] for p in metrics.get("off", [])]
-    sizes = [table.get(v, {}).get("size_bytes") for v in ("int8", "float32")]
-    return {
+    figures = {
         "framework_ceiling_cpu_us_per_req_64": fixed and cpu_us_per_request(fixed),
         "batched_cpu_us_per_req_64": batched and cpu_us_per_request(batched),
         "compute_ceiling_rows_s": compute, "framework_ceiling_64_rps": fixed and fixed["throughput_rps"],
@@ -141,15 +137,29 @@ def ratios(result: dict, settings: Settings) -> dict:
         "batched_over_unbatched_64": _target(_div(batched, unbatched), 2.0),
         "batched_over_min_ceiling_64": _target(_div(batched and batched["throughput_rps"], min_ceiling), 0.8),
         "p99_at_8_ms": _target(p8 and p8["p99_ms"], bound_ms, at_most=True),
-        "int8_over_savedmodel_inproc_b32": _target(_div(int8.get("inproc_b32_rows_s"),
-                                                        savedmodel.get("inproc_b32_rows_s")), 3.0),
-        "int8_over_savedmodel_inproc_b32_best_threads": _target(
-            _div(int8.get("inproc_b32_best_rows_s"), savedmodel.get("inproc_b32_best_rows_s")), 3.0
-        ),
-        "int8_over_savedmodel_served_64": _target(_div(*served), 1.0),
-        "int8_size_over_float32": _target(_div(*sizes), 0.30, at_most=True),
         "metrics_on_over_off_64": _target(_div(sum(on) / len(on) if on else None,
                                                sum(off) / len(off) if off else None), 0.95),
+    }
+    figures.update(variant_ratios(result["variants"]["rows"], ""))
+    if "digits" in result:
+        figures.update(variant_ratios(result["digits"]["rows"], "digits_"))
+    return figures
+
+
+def variant_ratios(table: dict, prefix: str) -> dict:
+    """Issue 5's targets for one model's variant table: int8 vs SavedModel speed, int8 vs float32 size."""
+    int8, savedmodel = table.get("int8", {}), table.get("savedmodel", {})
+    served = [((v.get("served_64") or {}).get("throughput_rps")) for v in (int8, savedmodel)]
+    sizes = [table.get(v, {}).get("size_bytes") for v in ("int8", "float32")]
+    return {
+        f"{prefix}int8_over_savedmodel_inproc_b32": _target(
+            _div(int8.get("inproc_b32_rows_s"), savedmodel.get("inproc_b32_rows_s")), 3.0
+        ),
+        f"{prefix}int8_over_savedmodel_inproc_b32_best_threads": _target(
+            _div(int8.get("inproc_b32_best_rows_s"), savedmodel.get("inproc_b32_best_rows_s")), 3.0
+        ),
+        f"{prefix}int8_over_savedmodel_served_64": _target(_div(*served), 1.0),
+        f"{prefix}int8_size_over_float32": _target(_div(*sizes), 0.30, at_most=True),
     }
 
 
