@@ -8,7 +8,9 @@ Phases (every server in its own process, the load generator in another):
   4. metrics on vs off at 64 clients, alternated;
   5. per-variant table: each variant served at 64 clients (and the trainer's digits model when
      --digits-repo has one);
-  6. overload: open-loop arrivals at 0.5x, 0.8x, 2x and again 0.5x the measured saturation rate.
+  6. overload: open-loop arrivals at 0.5x, 0.8x, 2x and again 0.5x the measured saturation rate;
+  7. peer: Seldon MLServer 1.7 (its own venv, adaptive batching set like ours) serving the same
+     SavedModel, points interleaved with our batched server at 1, 8, 32 and 64 clients.
 Writes loadtests/results/<date>-<machine>.json and .png, and prints the tables and ratios.
 """
 
@@ -31,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 VARIANTS = ("savedmodel", "float32", "float16", "dynamic", "int8")
 OVERLOAD_FACTORS = (0.5, 0.8, 2.0, 0.5)
+PEER_CONCURRENCY = (1, 8, 32, 64)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--digits", action=argparse.BooleanOptionalAction, default=None,
                         help="train the trainer's digits model (python -m models) and add its variant table "
                              "(default: on, off with --quick; --digits-repo uses an existing one instead)")
+    parser.add_argument("--peer", choices=("mlserver", "none"),
+                        help="peer server to compare with (default mlserver; none with --quick)")
+    parser.add_argument("--peer-workers", type=int, default=1, help="MLServer parallel_workers (set explicitly)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
@@ -59,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.variants = (args.variants or ("savedmodel,int8" if quick else ",".join(VARIANTS))).split(",")
     args.epochs = args.epochs if args.epochs is not None else (1 if quick else 3)
     args.digits = args.digits if args.digits is not None else not quick
+    args.peer = args.peer or ("none" if quick else "mlserver")
     return args
 
 
@@ -187,6 +194,41 @@ class Bench:
             self.log(f"open loop {factor:.1f}x: {report.describe_open(phase)}")
         return {"saturation_rps": saturation, "seconds_per_phase": seconds, "phases": phases}
 
+    def peer(self, batched: RunningServer, version_dir: Path, request: Path) -> dict:
+        """Issue 8: MLServer with adaptive batching set like ours, interleaved with our batched server."""
+        from loadtests import peer_mlserver
+
+        batching = report.server_settings(self.args.server_arg).batching
+        port, workers = servers.free_port(), self.args.peer_workers
+        self.log(f"starting MLServer (max_batch_size {batching.max_batch_size}, max_batch_time "
+                 f"{batching.batch_timeout_ms} ms, parallel_workers {workers}); builds its venv on first use")
+        proc = peer_mlserver.start_mlserver(
+            version_dir, port, max_batch_size=batching.max_batch_size,
+            max_batch_time_s=batching.batch_timeout_ms / 1000, parallel_workers=workers,
+        )
+        v2_request = self.work / "mnist-v2-request.bin"
+        v2_request.write_bytes(self.v2_payload(version_dir, proc.model_name))
+        peer = RunningServer("mlserver", f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
+        points: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
+        try:
+            for n in PEER_CONCURRENCY:
+                points["batchwise"].append(self.point(batched, request, n))
+                spec = self.load_spec(peer, v2_request, concurrency=[n], method=payloads.V2_INFER_METHOD)
+                points["mlserver"] += loadgen.run_in_subprocess(spec)  # its workers are other processes: no CPU figure
+                for name in points:
+                    self.log(f"peer {name:9s} N={n:<4d} {report.describe_point(points[name][-1])}")
+        finally:
+            peer_mlserver.stop(proc)
+        return {"server": "mlserver", "version": peer_mlserver.installed_version(), "parallel_workers": workers,
+                "max_batch_size": batching.max_batch_size, "max_batch_time_ms": batching.batch_timeout_ms,
+                "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points}
+
+    def v2_payload(self, version_dir: Path, model: str) -> bytes:
+        """The same row as the Predict payload, as a v2 ModelInferRequest."""
+        card = json.loads((version_dir / "model_card.json").read_text())
+        ((input_name, rows),) = card["samples"]["inputs"].items()
+        return payloads.v2_infer_request(model, input_name, np.asarray(rows[:1], dtype=np.float32))
+
     def variants(self, group: servers.ServerSet, model: str, request: Path) -> dict:
         """Served throughput at 64 clients for each TFLite variant's server (refused variants say why)."""
         served = {}
@@ -215,6 +257,8 @@ class Bench:
             served = self.variants(group, "mnist_cnn", request)
             served["savedmodel"] = self.result["metrics"]["on"][0]  # the batched server at 64: the same thing
             self.result["overload"] = self.overload(group.ready["batched"], request, self.result["sweep"]["batched"])
+            if self.args.peer == "mlserver":
+                self.result["peer"] = self.peer(group.ready["batched"], version_dir, request)
         self.result["variants"] = report.variant_table(version_dir, self.result["compute_ceiling"], served)
 
     def train_digits(self) -> Path:

@@ -59,6 +59,13 @@ def ensure_venv(venv_dir: Path = VENV_DIR) -> Path:
     return python
 
 
+def installed_version(venv_dir: Path = VENV_DIR) -> str | None:
+    """MLServer's version in its venv (None if the venv cannot say)."""
+    proc = subprocess.run([str(venv_dir / "bin" / "python"), "-c", "import mlserver; print(mlserver.__version__)"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or None
+
+
 def served_name(saved_model_dir: Path) -> str:
     """The model name Batchwise would serve: `<repo>/<model>/<version>` -> model, any other folder -> its name."""
     return saved_model_dir.parent.name if saved_model_dir.name.isdigit() else saved_model_dir.name

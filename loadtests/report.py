@@ -140,10 +140,28 @@ def ratios(result: dict, settings: Settings) -> dict:
         "metrics_on_over_off_64": _target(_div(sum(on) / len(on) if on else None,
                                                sum(off) / len(off) if off else None), 0.95),
     }
+    if "peer" in result:
+        figures.update(peer_ratios(result["peer"]))
     figures.update(variant_ratios(result["variants"]["rows"], ""))
     if "digits" in result:
         figures.update(variant_ratios(result["digits"]["rows"], "digits_"))
     return figures
+
+
+def peer_ratios(peer: dict) -> dict:
+    """Issue 8's targets: throughput >= 3x MLServer's at 64 with a lower p99; p50 at 1 client <= half."""
+    ours, theirs = peer["points"]["batchwise"], peer["points"]["mlserver"]
+    o64, t64, o1, t1 = _at(ours, 64), _at(theirs, 64), _at(ours, 1), _at(theirs, 1)
+    return {
+        "over_mlserver_throughput_64": _target(_div(o64, t64), 3.0),
+        "over_mlserver_p99_64": _target(_latency_ratio(o64, t64, "p99_ms"), 1.0, at_most=True),
+        "over_mlserver_p50_1": _target(_latency_ratio(o1, t1, "p50_ms"), 0.5, at_most=True),
+    }
+
+
+def _latency_ratio(ours: dict | None, theirs: dict | None, key: str) -> float | None:
+    a, b = (ours or {}).get(key), (theirs or {}).get(key)
+    return a / b if a is not None and b else None
 
 
 def variant_ratios(table: dict, prefix: str) -> dict:
@@ -197,6 +215,8 @@ def render(result: dict) -> str:
     if "digits" in result:
         parts.append(render_variants(result["digits"]))
     parts.append(render_overload(result["overload"]))
+    if "peer" in result:
+        parts.append(render_peer(result["peer"]))
     parts.append(render_ratios(result["ratios"], result.get("metrics", {})))
     return "\n\n".join(parts)
 
@@ -267,6 +287,22 @@ def render_overload(overload: dict) -> str:
             f"{overload['seconds_per_phase']} s per phase, in this order)\n" + _table(header, rows))
 
 
+def render_peer(peer: dict) -> str:
+    ours, theirs = peer["points"]["batchwise"], peer["points"]["mlserver"]
+    rows = []
+    for o, t in zip(ours, theirs, strict=True):
+        errors = {**o["errors"], **{f"mlserver {k}": v for k, v in t["errors"].items()}}
+        rows.append([str(o["concurrency"]), _n(o["throughput_rps"]), _n(o["p50_ms"], 1), _n(o["p99_ms"], 1),
+                     _n(t["throughput_rps"]), _n(t["p50_ms"], 1), _n(t["p99_ms"], 1),
+                     _n(_div(o, t), 2), _n(_latency_ratio(o, t, "p50_ms"), 2), _n(_latency_ratio(o, t, "p99_ms"), 2),
+                     str(errors or "")])
+    header = ["clients", "batchwise req/s", "p50 ms", "p99 ms", "mlserver req/s", "p50 ms", "p99 ms",
+              "throughput ratio", "p50 ratio", "p99 ratio", "errors"]
+    return (f"Peer: MLServer {peer.get('version')} (parallel_workers {peer['parallel_workers']}) vs Batchwise, "
+            f"both max batch {peer['max_batch_size']}, max batch time {peer['max_batch_time_ms']} ms, "
+            "points interleaved\n" + _table(header, rows))
+
+
 def render_ratios(ratios: dict, metrics: dict) -> str:
     rows = []
     for key, value in ratios.items():
@@ -290,6 +326,11 @@ def plot(result: dict, path: Path) -> None:
         n = [p["concurrency"] for p in points]
         top.plot(n, [p["throughput_rps"] for p in points], marker="o", label=name)
         bottom.plot(n, [p["p99_ms"] for p in points], marker="o", label=name)
+    for name, points in result.get("peer", {}).get("points", {}).items():
+        n = [p["concurrency"] for p in points]
+        label = f"{name} (peer run)"
+        top.plot(n, [p["throughput_rps"] for p in points], marker="x", linestyle=":", label=label)
+        bottom.plot(n, [p["p99_ms"] for p in points], marker="x", linestyle=":", label=label)
     compute = result["ratios"].get("compute_ceiling_rows_s")
     if compute:
         top.axhline(compute, linestyle="--", color="grey", label="compute ceiling (in-process)")
