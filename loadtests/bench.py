@@ -129,6 +129,8 @@ class Bench:
         outputs = {k: np.asarray(v[:1], dtype=np.float32) for k, v in card["samples"]["outputs"].items()}
         response = payloads.predict_response(version_dir.parent.name, int(version_dir.name), outputs)
         (self.work / f"{prefix}-request.bin").write_bytes(request)
+        unknown = payloads.predict_request("no-such-model", {input_name: row})
+        (self.work / "unknown-model-request.bin").write_bytes(unknown)
         (self.work / f"{prefix}-response.bin").write_bytes(response)
         return self.work / f"{prefix}-request.bin", self.work / f"{prefix}-response.bin", request
 
@@ -173,12 +175,16 @@ class Bench:
         return sweep
 
     def metrics_on_off(self, group: servers.ServerSet, request: Path) -> dict:
-        """Issue 6: the batched server (metrics on) and the same configuration with metrics off, alternated at 64."""
+        """Issue 6: the batched server (metrics on) and the same configuration with metrics off at 64 clients,
+        in ABBA order (on, off, off, on, ...) so that drift over the run cancels; plus the metrics hot path's
+        CPU per request timed in-process (loadtests/metrics_cost.py)."""
         pairs: dict[str, list[dict]] = {"on": [], "off": []}
-        for _ in range(1 if self.args.quick else 2):
-            for key, name in (("on", "batched"), ("off", "metrics_off")):
-                pairs[key].append(self.point(group.ready[name], request, 64))
-                self.log(f"metrics {key:3s} N=64   {report.describe_point(pairs[key][-1])}")
+        order = ("on", "off", "off", "on") * (1 if self.args.quick else 2)
+        for key in order:
+            pairs[key].append(self.point(group.ready["batched" if key == "on" else "metrics_off"], request, 64))
+            self.log(f"metrics {key:3s} N=64   {report.describe_point(pairs[key][-1])}")
+        pairs["hot_path"] = self.run_python("loadtests.metrics_cost")
+        self.log(f"metrics hot path in-process: {pairs['hot_path']['total_us']:.1f} us per request")
         return pairs
 
     def overload(self, batched: RunningServer, request: Path, batched_points: list[dict]) -> dict:
@@ -192,7 +198,12 @@ class Bench:
         for factor, phase in zip(OVERLOAD_FACTORS, phases, strict=True):
             phase["factor"] = factor
             self.log(f"open loop {factor:.1f}x: {report.describe_open(phase)}")
-        return {"saturation_rps": saturation, "seconds_per_phase": seconds, "phases": phases}
+        # What refusing in Python would cost: calls answered with an error (unknown model) at 64 clients.
+        refused = self.point(batched, self.work / "unknown-model-request.bin", 64)
+        refused["refused_rps"] = sum(refused["errors"].values()) / refused["duration_s"]
+        self.log(f"refusal path N=64: {refused['refused_rps']:.0f}/s refused, errors={refused['errors']}")
+        return {"saturation_rps": saturation, "seconds_per_phase": seconds, "phases": phases,
+                "refusal_path_64": refused}
 
     def peer(self, batched: RunningServer, version_dir: Path, request: Path) -> dict:
         """Issue 8: MLServer with adaptive batching set like ours, interleaved with our batched server."""

@@ -139,13 +139,27 @@ def ratios(result: dict, settings: Settings) -> dict:
         "p99_at_8_ms": _target(p8 and p8["p99_ms"], bound_ms, at_most=True),
         "metrics_on_over_off_64": _target(_div(sum(on) / len(on) if on else None,
                                                sum(off) / len(off) if off else None), 0.95),
+        "metrics_hot_path_us_per_req": metrics.get("hot_path", {}).get("total_us"),
+        "metrics_hot_path_share_of_server_cpu": _target(_hot_path_share(metrics), 0.05, at_most=True),
     }
+    refused = result.get("overload", {}).get("refusal_path_64")
+    if refused:
+        figures["refusal_path_64_rps"] = refused["refused_rps"]
+        figures["refusal_path_cpu_us_per_call_64"] = cpu_us_per_request(
+            {**refused, "throughput_rps": refused["refused_rps"]})
     if "peer" in result:
         figures.update(peer_ratios(result["peer"]))
     figures.update(variant_ratios(result["variants"]["rows"], ""))
     if "digits" in result:
         figures.update(variant_ratios(result["digits"]["rows"], "digits_"))
     return figures
+
+
+def _hot_path_share(metrics: dict) -> float | None:
+    """The metrics hot path's in-process CPU per request over the metrics-on server's CPU per request."""
+    cpu = [c for c in (cpu_us_per_request(p) for p in metrics.get("on", [])) if c]
+    total = metrics.get("hot_path", {}).get("total_us")
+    return total / (sum(cpu) / len(cpu)) if cpu and total else None
 
 
 def peer_ratios(peer: dict) -> dict:
