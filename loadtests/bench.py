@@ -155,7 +155,8 @@ class Bench:
     def start_servers(self, group: servers.ServerSet, repository: Path, response: Path) -> None:
         """Every server of the main run, started at once so that their start-ups overlap."""
         savedmodel = ["--runtime.variant", "savedmodel"]
-        group.add(servers.start_fixed("framework_ceiling", response, self.work))
+        event_loop = report.server_settings(self.args.server_arg).server.event_loop
+        group.add(servers.start_fixed("framework_ceiling", response, self.work, event_loop))
         group.add(self.ours("batched", repository, savedmodel, {}))
         group.add(self.ours("unbatched", repository, savedmodel, {"BATCHWISE_BATCHING__ENABLED": "false"}))
         group.add(self.ours("metrics_off", repository, savedmodel, {"BATCHWISE_METRICS__ENABLED": "false"}))

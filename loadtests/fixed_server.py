@@ -1,8 +1,9 @@
 """The framework ceiling: our gRPC server stack answering Predict with a fixed, precomputed response and no model.
 
-Same grpc.aio server, same options (service.rpc.options) and concurrency cap as `python -m service`,
-and the request is parsed into a PredictRequest as ours is; the response is the cached bytes of
-a real PredictResponse, so the only work left out is the model and our own code in between.
+Same grpc.aio server, event loop (service.eventloop), options (service.rpc.options) and concurrency
+cap as `python -m service`, and the request is parsed into a PredictRequest as ours is; the response
+is the cached bytes of a real PredictResponse, so the only work left out is the model and our own
+code in between.
 Run it in its own process: `python -m loadtests.fixed_server --port P --response-file F`.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from service import eventloop
 from service.api import predict_pb2
 from service.rpc.options import grpc_server_options
 from service.settings import ServerSettings
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--response-file", type=Path, required=True, help="serialized PredictResponse bytes")
     parser.add_argument("--no-parse", action="store_true", help="do not parse the request (raw bytes in)")
+    parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="as our server's server.event_loop (default auto: uvloop if installed)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port, args.response_file.read_bytes(), not args.no_parse))
+    eventloop.run(serve(args.port, args.response_file.read_bytes(), not args.no_parse), args.event_loop)
     return 0
 
 

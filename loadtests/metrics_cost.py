@@ -2,7 +2,7 @@
 
 Runs the real pieces with a fresh registry: the ObservabilityInterceptor around a handler that
 returns at once (minus the same handler without it), Metrics.predict_started/observe_predict,
-and a batcher's observer (queue depth set on enqueue and dequeue, one on_batch per 32 requests).
+and a batcher's observer (one on_batch per 32 requests; the queue depth is read at scrape time).
 Prints one JSON line: microseconds per request for each part and in total. Deterministic enough
 to set beside the noisy on/off throughput ratio: the total over the server's measured CPU per
 request is the share of the server's work that metrics cost.
@@ -89,14 +89,9 @@ def measure(requests: int) -> dict:
         metrics.predict_started()
         metrics.observe_predict(LABELS, "OK", 0.004)
 
-    def queue_depth() -> None:
-        observer.on_queue_rows(1)
-        observer.on_queue_rows(0)
-
     parts = {
         "interceptor_us": asyncio.run(_interceptor_us(metrics, requests)),
         "predict_us": _per_request_us(predict, requests),
-        "queue_depth_us": _per_request_us(queue_depth, requests),
         "batch_us": _per_request_us(lambda: observer.on_batch(BATCH, 0, waits, 0.003), requests // BATCH) / BATCH,
     }
     return {**{k: round(v, 3) for k, v in parts.items()}, "total_us": round(sum(parts.values()), 3)}

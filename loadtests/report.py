@@ -13,7 +13,7 @@ from pathlib import Path
 
 from service.settings import Settings, load_settings
 
-PACKAGES = ("grpcio", "protobuf", "numpy", "tensorflow", "ai-edge-litert", "keras", "matplotlib")
+PACKAGES = ("grpcio", "protobuf", "numpy", "tensorflow", "ai-edge-litert", "keras", "matplotlib", "uvloop")
 
 
 def cpu_model() -> str:

@@ -114,11 +114,12 @@ def start_ours(
     return _spawn(name, command, env, port, log_dir)
 
 
-def start_fixed(name: str, response_file: Path, log_dir: Path) -> RunningServer:
-    """The framework-ceiling server (loadtests/fixed_server.py) answering with `response_file`'s bytes."""
+def start_fixed(name: str, response_file: Path, log_dir: Path, event_loop: str = "auto") -> RunningServer:
+    """The framework-ceiling server (loadtests/fixed_server.py) answering with `response_file`'s bytes,
+    on the event loop our server uses (`event_loop`, as server.event_loop)."""
     port = free_port()
     command = [sys.executable, "-m", "loadtests.fixed_server", "--port", str(port),
-               "--response-file", str(response_file)]
+               "--response-file", str(response_file), "--event-loop", event_loop]
     return _spawn(name, command, {}, port, log_dir)
 
 

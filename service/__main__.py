@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from service.logs import configure_logging
@@ -13,9 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT."""
     settings = load_settings(sys.argv[1:] if argv is None else argv)
     configure_logging(settings.logging)
+    from service import eventloop
     from service.app import serve
 
-    asyncio.run(serve(settings))
+    eventloop.run(serve(settings), settings.server.event_loop)
     return 0
 
 

@@ -83,7 +83,9 @@ class BatchwiseServer:
             log.info("metrics on http://%s:%s/metrics", self.settings.metrics.host, self.metrics_port)
         self._server = self._build_grpc_server()
         await self._server.start()
-        log.info("gRPC listening on %s:%s", self.settings.server.host, self.port)
+        loop = type(asyncio.get_running_loop())
+        log.info("gRPC listening on %s:%s (event loop %s.%s)", self.settings.server.host, self.port,
+                 loop.__module__, loop.__name__)
         await self.manager.reconcile(wait=True)
         settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
         await self._refresh_health()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
@@ -250,8 +250,8 @@ class _BatchMetrics(BatchObserver):
     def on_reject(self, reason: RejectReason) -> None:
         self._rejects[reason].inc()
 
-    def on_queue_rows(self, rows: int) -> None:
-        self._queue.set(rows)
+    def watch_queue(self, rows: Callable[[], int]) -> None:
+        self._queue.set_function(rows)  # read at scrape time: nothing on the request path
 
 
 class MetricsEndpoint:

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 Variant = Literal["auto", "savedmodel", "float32", "float16", "dynamic", "int8"]
+EventLoop = Literal["auto", "asyncio", "uvloop"]
 MIB = 1024 * 1024
 DEFAULT_LATENCY_BUCKETS_S = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
@@ -47,6 +48,9 @@ class ServerSettings(BaseModel):
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
     max_connection_age_s: float = Field(
         0, ge=0, description="close client connections after this age so clients rebalance (0 = never)"
+    )
+    event_loop: EventLoop = Field(
+        "auto", description="asyncio event loop: auto = uvloop if installed, else asyncio's own"
     )
     max_pending_rpcs: int = Field(
         512, ge=2, description="calls gRPC has received but not yet handed to us; past half of it new calls are "

@@ -8,6 +8,7 @@ import enum
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -79,6 +80,7 @@ class DynamicBatcher:
         idle_ms = settings.batch_idle_timeout_ms if settings.enabled else 0.0
         idle_s = idle_ms / 1000 if 0 < idle_ms < settings.batch_timeout_ms else None  # 0 = off
         self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled, idle_s=idle_s)
+        self._observer.watch_queue(_rows_of(weakref.ref(self._queue)))
         self._seq = itertools.count()
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,7 +203,6 @@ class DynamicBatcher:
             items.append(item)
         if wake:
             self._wakeup.set()
-        self._observer.on_queue_rows(self._queue.rows)
         return items
 
     async def _wait(self, items: list[Pending]) -> Outputs:
@@ -233,8 +234,6 @@ class DynamicBatcher:
             dropped = self._queue.discard(item) or dropped
             if not item.future.done():
                 item.future.cancel()
-        if dropped:
-            self._observer.on_queue_rows(self._queue.rows)
         return dropped
 
     def _refusal(self) -> str:
@@ -272,7 +271,6 @@ class DynamicBatcher:
             if taken is not None:
                 items, expired = taken
                 self._expire(expired, now_s)
-                self._observer.on_queue_rows(self._queue.rows)
                 if items:
                     return items, now_s
                 continue
@@ -338,7 +336,6 @@ class DynamicBatcher:
 
     def _fail_queued(self, error: ServingError) -> None:
         _settle(self._queue.drain(), error)
-        self._observer.on_queue_rows(0)
 
     def _shut_down(self, error: ServingError) -> None:
         if self._state is _State.RUNNING:
@@ -382,6 +379,16 @@ def _compute_alone(
     except Exception as exc:
         return None, exc, time.monotonic() - start_s
     return [outputs], None, time.monotonic() - start_s
+
+
+def _rows_of(queue: weakref.ReferenceType[BatchQueue]) -> Callable[[], int]:
+    """A reader of the queue's current rows that does not keep the queue (or its batcher) alive."""
+
+    def rows() -> int:
+        alive = queue()
+        return 0 if alive is None else alive.rows
+
+    return rows
 
 
 def _settle(items: list[Pending], outcome: list[Outputs] | ServingError | None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 RejectReason = Literal["queue_full", "deadline", "cancelled", "invalid"]
@@ -27,8 +27,13 @@ class BatchObserver(Protocol):
         """A request was refused or dropped before compute; called once per request."""
         return None
 
-    def on_queue_rows(self, rows: int) -> None:
-        """The number of rows waiting in the queue changed to `rows`."""
+    def watch_queue(self, rows: Callable[[], int]) -> None:
+        """Called once, when the batcher is built: `rows()` returns the rows waiting in its queue now.
+
+        Read it when you need it (e.g. at scrape time, from any thread): the batcher does not report
+        every change, so the request path pays nothing for the queue depth. `rows` holds the
+        batcher only weakly (0 once it is gone).
+        """
         return None
 
 
@@ -54,8 +59,8 @@ class GuardedObserver(BatchObserver):
         except Exception:
             logger.exception("batch observer failed in on_reject")
 
-    def on_queue_rows(self, rows: int) -> None:
+    def watch_queue(self, rows: Callable[[], int]) -> None:
         try:
-            self._inner.on_queue_rows(rows)
+            self._inner.watch_queue(rows)
         except Exception:
-            logger.exception("batch observer failed in on_queue_rows")
+            logger.exception("batch observer failed in watch_queue")

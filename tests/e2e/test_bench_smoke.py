@@ -32,5 +32,9 @@ def test_bench_quick_run_writes_results(tmp_path):
         assert all(p["ok"] + sum(p["errors"].values()) > 0 for p in points)
     assert set(result["variants"]["rows"]) >= {"savedmodel", "int8"}
     assert [p["factor"] for p in result["overload"]["phases"]] == [0.5, 0.8, 2.0, 0.5]
+    assert set(result["overload"]["refusal_path_64"]["errors"]) == {"NOT_FOUND"}
+    assert result["metrics"]["hot_path"]["total_us"] > 0
+    assert len(result["metrics"]["on"]) == len(result["metrics"]["off"]) == 2  # ABBA
+    assert "peer" not in result  # --quick leaves MLServer out (its venv is a TensorFlow install)
     assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
     assert "Ratios and targets" in proc.stdout

@@ -73,7 +73,7 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.batches: list[tuple[int, int, list[float], float]] = []
         self.rejects: list[str] = []
-        self.queue_rows: list[int] = []
+        self.queue_rows: Callable[[], int] = lambda: 0
 
     def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
         self.batches.append((rows, padding_rows, list(queue_wait_s), compute_s))
@@ -81,8 +81,8 @@ class RecordingObserver:
     def on_reject(self, reason: str) -> None:
         self.rejects.append(reason)
 
-    def on_queue_rows(self, rows: int) -> None:
-        self.queue_rows.append(rows)
+    def watch_queue(self, rows: Callable[[], int]) -> None:
+        self.queue_rows = rows
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout_s: float = 30.0) -> Any:

@@ -89,6 +89,22 @@ async def test_rejections_by_reason_and_queue_depth():
     assert registry.get_sample_value("batchwise_queue_rows", LABELS) == 0
 
 
+@async_test
+async def test_queue_depth_gauge_does_not_keep_a_stopped_batcher_alive():
+    import gc
+    import weakref
+
+    metrics, registry = fresh()
+    batcher = await started(FakeModel(), observer(metrics), max_batch_size=8)
+    await batcher.submit(rows(2))
+    await batcher.stop()
+    gone = weakref.ref(batcher)
+    del batcher
+    gc.collect()
+    assert gone() is None  # the gauge reads the queue through a weak reference
+    assert registry.get_sample_value("batchwise_queue_rows", LABELS) == 0
+
+
 def test_version_state_follows_the_lifecycle():
     metrics, registry = fresh()
 

@@ -231,7 +231,7 @@ async def test_a_failing_observer_does_not_break_batching():
         def on_batch(self, *args):
             raise RuntimeError("metrics down")
 
-        def on_queue_rows(self, rows):
+        def watch_queue(self, rows):
             raise RuntimeError("metrics down")
 
     batcher = await started(FakeModel(), Broken(), max_batch_size=4, batch_timeout_ms=0)

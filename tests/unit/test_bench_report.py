@@ -1,0 +1,47 @@
+"""Benchmark bookkeeping: the peer ratios against issue 8's targets, the peer table, and the metrics hot path timer."""
+
+from __future__ import annotations
+
+from loadtests import metrics_cost, report
+
+
+def _point(concurrency: int, rps: float, p50: float, p99: float, errors: dict | None = None) -> dict:
+    return {"concurrency": concurrency, "throughput_rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors or {}}
+
+
+PEER = {
+    "version": "1.7.1", "parallel_workers": 1, "max_batch_size": 64, "max_batch_time_ms": 5.0,
+    "points": {
+        "batchwise": [_point(1, 300, 3.0, 4.0), _point(64, 3300, 20.0, 30.0)],
+        "mlserver": [_point(1, 120, 8.0, 9.0), _point(64, 1000, 50.0, 90.0, {"UNAVAILABLE": 2})],
+    },
+}
+
+
+def test_peer_ratios_compare_against_the_issue_targets():
+    ratios = report.peer_ratios(PEER)
+    assert ratios["over_mlserver_throughput_64"]["value"] == 3.3
+    assert ratios["over_mlserver_throughput_64"]["met"] is True
+    assert abs(ratios["over_mlserver_p99_64"]["value"] - 30 / 90) < 1e-9
+    assert ratios["over_mlserver_p99_64"]["met"] is True
+    assert ratios["over_mlserver_p50_1"]["value"] == 3.0 / 8.0
+    slower = {**PEER, "points": {**PEER["points"], "batchwise": [_point(1, 300, 5.0, 6.0), _point(64, 2000, 20, 95)]}}
+    missed = report.peer_ratios(slower)
+    assert [missed[k]["met"] for k in ("over_mlserver_throughput_64", "over_mlserver_p99_64",
+                                       "over_mlserver_p50_1")] == [False, False, False]
+
+
+def test_peer_table_has_a_row_per_concurrency_with_ratios_and_errors():
+    table = report.render_peer(PEER)
+    rows = [line for line in table.splitlines() if line.startswith("| 1 |") or line.startswith("| 64 |")]
+    assert len(rows) == 2
+    assert "3.30" in rows[1] and "mlserver UNAVAILABLE" in rows[1]
+    assert "MLServer 1.7.1 (parallel_workers 1)" in table
+
+
+def test_metrics_hot_path_is_timed_part_by_part():
+    measured = metrics_cost.measure(2_000)
+    parts = ("interceptor_us", "predict_us", "batch_us")
+    assert all(measured[p] >= 0 for p in parts)
+    assert measured["predict_us"] > 0 and measured["batch_us"] > 0
+    assert abs(measured["total_us"] - sum(measured[p] for p in parts)) < 0.01
