@@ -57,7 +57,7 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## bench: the benchmark in one run (ceilings, batching on/off, metrics on/off, variants, overload);
+## bench: the benchmark in one run (ceilings, batching on/off, metrics on/off, variants, overload, MLServer peer);
 ## writes loadtests/results/<date>-<machine>.json and .png. BENCH_ARGS=--quick for a short run.
 BENCH_ARGS ?=
 bench: $(VENV)/.installed
