@@ -30,6 +30,7 @@ from service.rpc.health import HealthServicer
 from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
+from service.rpc.pipeline import Stage, StagePipeline
 from service.rpc.prediction_servicer import PredictionServicer
 from service.rpc.tls import server_credentials
 from service.runtime.base import SignatureSpec
@@ -119,7 +120,7 @@ class BatchwiseServer:
         cfg = self.settings.server
         server = grpc.aio.server(
             options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
-            interceptors=self._interceptors(),
+            interceptors=[StagePipeline(self._interceptors())],  # one hop per call for all of them
         )
         servicer = PredictionServicer(
             self.dataplane, max_tensor_elements=cfg.max_tensor_elements, max_string_bytes=cfg.max_message_bytes,
@@ -135,10 +136,10 @@ class BatchwiseServer:
         self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         return server
 
-    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+    def _interceptors(self) -> list[Stage]:
         """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
-        bearer-token auth (refuses before parsing), malformed messages."""
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        bearer-token auth (refuses before parsing), malformed messages. Run as one StagePipeline."""
+        interceptors: list[Stage] = []
         sample_rate = self.settings.logging.access_log_sample_rate
         if self.metrics is not None or sample_rate:
             interceptors.append(ObservabilityInterceptor(self.metrics, sample_rate))

@@ -60,13 +60,16 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             raise ValueError("TokenAuthInterceptor needs at least one token")
 
     async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
+        return self.apply(await continuation(handler_call_details), handler_call_details)
+
+    def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
+        """`handler` if the call carries an accepted token (or needs none), else a refusing one; a pipeline stage."""
         method = handler_call_details.method or ""
         if method.startswith(EXEMPT_PREFIXES):
-            return await continuation(handler_call_details)
+            return handler
         problem = self._problem(handler_call_details.invocation_metadata or ())
         if problem is None:
-            return await continuation(handler_call_details)
-        handler = await continuation(handler_call_details)
+            return handler
         return refusing_handler(handler, grpc.StatusCode.UNAUTHENTICATED, problem)
 
     def _problem(self, metadata: Iterable[tuple[str, str | bytes]]) -> str | None:

@@ -73,7 +73,10 @@ class CallTracker(grpc.aio.ServerInterceptor):
         )
 
     async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
-        handler = await continuation(handler_call_details)
+        return self.apply(await continuation(handler_call_details), handler_call_details)
+
+    def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
+        """The tracked (or, while draining, refusing) handler for this call; a pipeline stage."""
         method = handler_call_details.method or ""
         if handler is None or method.startswith(INFRASTRUCTURE_PREFIX):
             return handler

@@ -135,7 +135,10 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
-        handler = await continuation(handler_call_details)
+        return self.apply(await continuation(handler_call_details), handler_call_details)
+
+    def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
+        """The guarded handler for this method (cached); a pipeline stage."""
         if handler is None or handler.request_deserializer is None:
             return handler
         cached = self._cache.get(handler_call_details.method)

@@ -57,7 +57,12 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
+        return self.apply(await continuation(handler_call_details), handler_call_details)
+
+    def apply(
+        self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        """The observed handler for this call (see the class docstring); a pipeline stage."""
         if handler is None:
             if self._metrics is not None:
                 self._metrics.observe_rpc(UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name, None)
