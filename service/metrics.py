@@ -88,7 +88,7 @@ class Metrics:
         self.inflight.set_function(lambda: self._inflight_count)
         self._rpc_children: dict[tuple[str, str], tuple[object, object]] = {}
         self._predict_children: dict[tuple[str, str, str, str], object] = {}
-        self._latency_children: dict[tuple[str, str, str, str], object] = {}
+        self._ok_children: dict[tuple[str, str, str, str], tuple] = {}
         self._versions: dict[int, tuple[tuple[str, str, str], str]] = {}  # id(servable) -> labels, state
 
     def _define_request_families(self, family: _Families, latency: Sequence[float]) -> None:
@@ -133,13 +133,18 @@ class Metrics:
 
     def observe_rpc(self, method: str, code: str, duration_s: float | None) -> None:
         """One finished gRPC call; `method` must be a registered method name (or UNKNOWN_METHOD)."""
+        count, duration = self.rpc_children(method, code)
+        count.inc()
+        if duration_s is not None:
+            duration.observe(duration_s)
+
+    def rpc_children(self, method: str, code: str) -> tuple:
+        """(call counter, duration histogram) children for one method and code, resolved once."""
         children = self._rpc_children.get((method, code))
         if children is None:
             children = (self.grpc_requests.labels(method, code), self.grpc_duration.labels(method))
             self._rpc_children[(method, code)] = children
-        children[0].inc()
-        if duration_s is not None:
-            children[1].observe(duration_s)
+        return children
 
     # -- Predict (the servicer) --------------------------------------------------------------
 
@@ -153,17 +158,27 @@ class Metrics:
         The latency is recorded only when code is OK (errors are counted, not timed, so fast
         rejections do not flatter the percentiles).
         """
+        if code == "OK":
+            self.observe_predict_ok(labels, latency_s)
+            return
         self._inflight_count -= 1
         key = (*labels[:3], code)
         counter = self._predict_children.get(key)
         if counter is None:
             counter = self._predict_children[key] = self.predict_requests.labels(*key)
         counter.inc()
-        if code == "OK":
-            histogram = self._latency_children.get(labels)
-            if histogram is None:
-                histogram = self._latency_children[labels] = self.request_latency.labels(*labels)
-            histogram.observe(latency_s)
+
+    def observe_predict_ok(self, labels: tuple[str, str, str, str], latency_s: float) -> None:
+        """A successful Predict (the common case: one cached lookup for its counter and latency children)."""
+        self._inflight_count -= 1
+        children = self._ok_children.get(labels)
+        if children is None:
+            ok_key = (*labels[:3], "OK")
+            counter = self._predict_children.get(ok_key) or self.predict_requests.labels(*ok_key)
+            self._predict_children[ok_key] = counter
+            children = self._ok_children[labels] = (counter, self.request_latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(latency_s)
 
     # -- batches (one observer per batcher) ------------------------------------------------
 
@@ -175,9 +190,9 @@ class Metrics:
         """
         labels = (model, str(version), variant, signature)
         self.queue_capacity.labels(*labels).set(max_queue_rows)
-        self._latency_children.setdefault(labels, self.request_latency.labels(*labels))
         ok_key = (model, str(version), variant, "OK")
-        self._predict_children.setdefault(ok_key, self.predict_requests.labels(*ok_key))
+        counter = self._predict_children.setdefault(ok_key, self.predict_requests.labels(*ok_key))
+        self._ok_children.setdefault(labels, (counter, self.request_latency.labels(*labels)))
         return _BatchMetrics(self, labels)
 
     # -- model lifecycle (a ModelManager listener) -------------------------------------------

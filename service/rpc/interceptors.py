@@ -89,6 +89,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         NOTE: the hot path of every call: timing and outcome inline, no per-call objects.
         """
         record = self.record
+        # Without access logs, an OK call goes straight to its pre-resolved children.
+        ok = self._metrics.rpc_children(method, "OK") if self._metrics is not None and not self._sample_rate else None
 
         async def observed(request_or_iterator, context: grpc.aio.ServicerContext):
             started_s = time.perf_counter()
@@ -97,7 +99,11 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 record(method, _failure_code(exc, context), time.perf_counter() - started_s, context)
                 raise
-            record(method, _final_code(context), time.perf_counter() - started_s, context)
+            if ok is not None and context.code() is None:
+                ok[0].inc()
+                ok[1].observe(time.perf_counter() - started_s)
+            else:
+                record(method, _final_code(context), time.perf_counter() - started_s, context)
             return response
 
         return observed

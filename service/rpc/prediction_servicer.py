@@ -56,7 +56,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             code, message = status_of(exc)
             self._observe(ref, servable, "", code, started_s)
             await context.abort(code, message)
-        self._observe(ref, servable, result.signature, grpc.StatusCode.OK, started_s)
+        if self._metrics is not None:
+            labels = (servable.model, str(servable.version), servable.variant, result.signature)
+            self._metrics.observe_predict_ok(labels, time.perf_counter() - started_s)
         return response
 
     def _observe(self, ref: ModelRef | None, servable: ServableVersion | None, signature: str,
