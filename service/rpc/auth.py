@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 
 from service.rpc.handlers import refusing_handler
+from service.rpc.pipeline import StageInterceptor
 from service.settings import SecuritySettings
 
 AUTH_HEADER = "authorization"
@@ -46,7 +47,7 @@ def _read_token_file(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+class TokenAuthInterceptor(StageInterceptor):
     """Refuses calls without a valid bearer token with UNAUTHENTICATED, before their message is parsed.
 
     Takes the accepted tokens (at least one; ValueError otherwise). Tokens are kept only as
@@ -58,9 +59,6 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         self._digests = [_digest(token) for token in tokens]
         if not self._digests:
             raise ValueError("TokenAuthInterceptor needs at least one token")
-
-    async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
-        return self.apply(await continuation(handler_call_details), handler_call_details)
 
     def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
         """`handler` if the call carries an accepted token (or needs none), else a refusing one; a pipeline stage."""

@@ -16,6 +16,7 @@ import time
 import grpc
 
 from service.rpc.handlers import refusing_handler
+from service.rpc.pipeline import StageInterceptor
 
 INFRASTRUCTURE_PREFIX = "/grpc."  # health and reflection: not API calls
 DRAINING_MESSAGE = "the server is shutting down and accepts no new calls; retry on another replica"
@@ -26,7 +27,7 @@ DRAINING_MESSAGE = "the server is shutting down and accepts no new calls; retry 
 QUIET_S = 0.25
 
 
-class CallTracker(grpc.aio.ServerInterceptor):
+class CallTracker(StageInterceptor):
     """Counts unary API calls and, once `start_draining()` is called, refuses new ones with UNAVAILABLE.
 
     "Accepted" means the call's handler started (before the drain began); "completed" that it
@@ -71,9 +72,6 @@ class CallTracker(grpc.aio.ServerInterceptor):
             f"accepted={self.accepted} completed={self.completed} errored={self.errored} "
             f"cut_off={self.cut_off} refused={self.refused} in_flight={self.in_flight}"
         )
-
-    async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
-        return self.apply(await continuation(handler_call_details), handler_call_details)
 
     def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
         """The tracked (or, while draining, refusing) handler for this call; a pipeline stage."""

@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from service.rpc.pipeline import StageInterceptor
+
 _BUILDERS = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -124,7 +126,7 @@ def _guard_stream_requests(behaviour: Callable) -> Callable:
     return reply
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(StageInterceptor):
     """Answers request messages that do not parse with INVALID_ARGUMENT.
 
     Without it grpc.aio answers UNKNOWN ("Unexpected DecodeError") and logs a traceback per call.
@@ -133,9 +135,6 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
-        return self.apply(await continuation(handler_call_details), handler_call_details)
 
     def apply(self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails):
         """The guarded handler for this method (cached); a pipeline stage."""

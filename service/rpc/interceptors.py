@@ -15,6 +15,7 @@ import grpc
 
 from service.logs import REQUEST_ID
 from service.metrics import UNKNOWN_METHOD, Metrics
+from service.rpc.pipeline import StageInterceptor
 from service.rpc.status import cancelled_code
 
 REQUEST_ID_KEY = "x-request-id"
@@ -30,7 +31,7 @@ _HANDLER_FACTORIES = {
 }
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+class ObservabilityInterceptor(StageInterceptor):
     """Wraps every registered method (health, reflection and metadata included) to:
 
     - count the finished call by method and its real gRPC code (aborts included) and time it,
@@ -51,13 +52,6 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._sample_rate = access_log_sample_rate
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        return self.apply(await continuation(handler_call_details), handler_call_details)
 
     def apply(
         self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails

@@ -24,6 +24,18 @@ class Stage(Protocol):
         ...
 
 
+class StageInterceptor(grpc.aio.ServerInterceptor):
+    """A Stage that also works alone as a grpc.aio interceptor: subclasses implement only `apply`."""
+
+    async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
+        return self.apply(await continuation(handler_call_details), handler_call_details)
+
+    def apply(
+        self, handler: grpc.RpcMethodHandler | None, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        raise NotImplementedError
+
+
 class StagePipeline(grpc.aio.ServerInterceptor):
     """Runs `stages` (outermost first, as grpc.aio.server(interceptors=...) orders them) in one hop.
 
