@@ -69,6 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def sample_row(version_dir: Path) -> tuple[dict, str, np.ndarray]:
+    """(model card, input name, its first sample row as float32 with a batch axis of 1): every payload's row."""
+    card = json.loads((version_dir / "model_card.json").read_text())
+    (input_name,) = card["samples"]["inputs"]
+    return card, input_name, np.asarray(card["samples"]["inputs"][input_name][:1], dtype=np.float32)
+
+
 class Bench:
     """One benchmark run: its settings, its scratch folder and everything measured so far."""
 
@@ -122,15 +129,11 @@ class Bench:
 
     def write_payloads(self, version_dir: Path, prefix: str) -> tuple[Path, Path, bytes]:
         """(request file, fixed-response file, request bytes) for one row of the card's samples."""
-        card = json.loads((version_dir / "model_card.json").read_text())
-        (input_name,) = card["samples"]["inputs"]
-        row = np.asarray(card["samples"]["inputs"][input_name][:1], dtype=np.float32)
+        card, input_name, row = sample_row(version_dir)
         request = payloads.predict_request(version_dir.parent.name, {input_name: row})
         outputs = {k: np.asarray(v[:1], dtype=np.float32) for k, v in card["samples"]["outputs"].items()}
         response = payloads.predict_response(version_dir.parent.name, int(version_dir.name), outputs)
         (self.work / f"{prefix}-request.bin").write_bytes(request)
-        unknown = payloads.predict_request("no-such-model", {input_name: row})
-        (self.work / "unknown-model-request.bin").write_bytes(unknown)
         (self.work / f"{prefix}-response.bin").write_bytes(response)
         return self.work / f"{prefix}-request.bin", self.work / f"{prefix}-response.bin", request
 
@@ -203,7 +206,9 @@ class Bench:
             phase["factor"] = factor
             self.log(f"open loop {factor:.1f}x: {report.describe_open(phase)}")
         # What refusing in Python would cost: calls answered with an error (unknown model) at 64 clients.
-        refused = self.point(batched, self.work / "unknown-model-request.bin", 64)
+        unknown = self.work / "unknown-model-request.bin"
+        unknown.write_bytes(payloads.renamed_predict_request(request.read_bytes(), "no-such-model"))
+        refused = self.point(batched, unknown, 64)
         refused["refused_rps"] = sum(refused["errors"].values()) / refused["duration_s"]
         self.log(f"refusal path N=64: {refused['refused_rps']:.0f}/s refused, errors={refused['errors']}")
         return {"saturation_rps": saturation, "seconds_per_phase": seconds, "phases": phases,
@@ -222,7 +227,8 @@ class Bench:
             max_batch_time_s=batching.batch_timeout_ms / 1000, parallel_workers=workers,
         )
         v2_request = self.work / "mnist-v2-request.bin"
-        v2_request.write_bytes(self.v2_payload(version_dir, proc.model_name))
+        _card, input_name, row = sample_row(version_dir)
+        v2_request.write_bytes(payloads.v2_infer_request(proc.model_name, input_name, row))
         peer = RunningServer("mlserver", f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
         points: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
         try:
@@ -237,12 +243,6 @@ class Bench:
         return {"server": "mlserver", "version": peer_mlserver.installed_version(), "parallel_workers": workers,
                 "max_batch_size": batching.max_batch_size, "max_batch_time_ms": batching.batch_timeout_ms,
                 "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points}
-
-    def v2_payload(self, version_dir: Path, model: str) -> bytes:
-        """The same row as the Predict payload, as a v2 ModelInferRequest."""
-        card = json.loads((version_dir / "model_card.json").read_text())
-        ((input_name, rows),) = card["samples"]["inputs"].items()
-        return payloads.v2_infer_request(model, input_name, np.asarray(rows[:1], dtype=np.float32))
 
     def variants(self, group: servers.ServerSet, model: str, request: Path) -> dict:
         """Served throughput at 64 clients for each TFLite variant's server (refused variants say why)."""

@@ -14,13 +14,14 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import get_args
 
 import grpc
 
 from service import eventloop
 from service.api import predict_pb2
 from service.rpc.options import grpc_server_options
-from service.settings import ServerSettings
+from service.settings import EventLoop, ServerSettings
 
 SERVICE = "tensorflow.serving.PredictionService"
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--response-file", type=Path, required=True, help="serialized PredictResponse bytes")
     parser.add_argument("--no-parse", action="store_true", help="do not parse the request (raw bytes in)")
-    parser.add_argument("--event-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+    parser.add_argument("--event-loop", choices=get_args(EventLoop), default="auto",
                         help="as our server's server.event_loop (default auto: uvloop if installed)")
     args = parser.parse_args(argv)
     eventloop.run(serve(args.port, args.response_file.read_bytes(), not args.no_parse), args.event_loop)

@@ -46,6 +46,13 @@ def predict_request(
     return request.SerializeToString()
 
 
+def renamed_predict_request(request: bytes, model: str) -> bytes:
+    """The serialized PredictRequest `request` asking for `model` instead (e.g. one the server does not serve)."""
+    message = predict_pb2.PredictRequest.FromString(request)
+    message.model_spec.name = model
+    return message.SerializeToString()
+
+
 def predict_outputs(response: bytes) -> dict[str, np.ndarray]:
     """Decode a serialized PredictResponse's outputs (for checking answers, not on the hot path)."""
     message = predict_pb2.PredictResponse.FromString(response)
