@@ -11,7 +11,7 @@ from functools import partial
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
@@ -30,7 +30,7 @@ from service.rpc.health import HealthServicer
 from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
-from service.rpc.pipeline import Stage, StagePipeline
+from service.rpc.pipeline import Stage, StagedHandlers
 from service.rpc.prediction_servicer import PredictionServicer
 from service.rpc.tls import server_credentials
 from service.runtime.base import SignatureSpec
@@ -118,19 +118,21 @@ class BatchwiseServer:
 
     def _build_grpc_server(self) -> grpc.aio.Server:
         cfg = self.settings.server
-        server = grpc.aio.server(
-            options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
-            interceptors=[StagePipeline(self._interceptors())],  # one hop per call for all of them
-        )
+        server = grpc.aio.server(options=grpc_server_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
+        handlers = StagedHandlers(self._interceptors())  # our interceptors run inside the method lookup
         servicer = PredictionServicer(
             self.dataplane, max_tensor_elements=cfg.max_tensor_elements, max_string_bytes=cfg.max_message_bytes,
             metrics=self.metrics,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, handlers)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(SERVICE_NAMES, server, pool=_reflection_pool())
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
+        # (enable_server_reflection picks the async servicer only for a grpc.aio.Server: register it ourselves)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(SERVICE_NAMES, pool=_reflection_pool()), handlers
+        )
+        server.add_generic_rpc_handlers((handlers,))
         credentials = server_credentials(self.settings.security)
         address = f"{cfg.host}:{cfg.port}"
         self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
@@ -138,7 +140,7 @@ class BatchwiseServer:
 
     def _interceptors(self) -> list[Stage]:
         """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
-        bearer-token auth (refuses before parsing), malformed messages. Run as one StagePipeline."""
+        bearer-token auth (refuses before parsing), malformed messages. Run as StagedHandlers' stages."""
         interceptors: list[Stage] = []
         sample_rate = self.settings.logging.access_log_sample_rate
         if self.metrics is not None or sample_rate:

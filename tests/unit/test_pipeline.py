@@ -1,4 +1,4 @@
-"""StagePipeline: our interceptors in one hop, in the same order as separate grpc.aio interceptors."""
+"""StagedHandlers: our interceptors as stages of the method lookup, ordered as separate grpc.aio interceptors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 
 import grpc
 
-from service.rpc.pipeline import StagePipeline
+from service.rpc.pipeline import StagedHandlers
+
+METHOD = "/pkg.Service/Method"
 
 
 class Tagging:
@@ -17,6 +19,8 @@ class Tagging:
 
     def apply(self, handler, details):
         self.seen.append(self.tag)
+        if handler is None:
+            return None
         inner = handler.unary_unary
 
         async def behaviour(request, context):
@@ -26,25 +30,21 @@ class Tagging:
 
 
 class Details:
-    method = "/pkg.Service/Method"
-    invocation_metadata = ()
+    def __init__(self, method: str = METHOD) -> None:
+        self.method = method
+        self.invocation_metadata = ()
 
 
-async def _call(pipeline: StagePipeline) -> str:
-    async def lookup(details):
-        async def model(request, context):
-            return "model"
-
-        return grpc.unary_unary_rpc_method_handler(model)
-
-    handler = await pipeline.intercept_service(lookup, Details())
-    return await handler.unary_unary(None, None)
+async def model(request, context):
+    return "model"
 
 
 def test_outermost_stage_wraps_last_as_in_a_grpc_interceptor_chain():
     seen: list[str] = []
-    pipeline = StagePipeline([Tagging("outer", seen), Tagging("middle", seen), Tagging("inner", seen)])
-    assert asyncio.run(_call(pipeline)) == "outer(middle(inner(model)))"
+    handlers = StagedHandlers([Tagging("outer", seen), Tagging("middle", seen), Tagging("inner", seen)])
+    handlers.add_registered_method_handlers("pkg.Service", {"Method": grpc.unary_unary_rpc_method_handler(model)})
+    handler = handlers.service(Details())
+    assert asyncio.run(handler.unary_unary(None, None)) == "outer(middle(inner(model)))"
     assert seen == ["inner", "middle", "outer"]
 
 
@@ -56,9 +56,45 @@ def test_an_unknown_method_reaches_every_stage_as_none():
             seen.append(handler)
             return handler
 
-    async def lookup(details):
-        return None
-
-    pipeline = StagePipeline([Recording(), Recording()])
-    assert asyncio.run(pipeline.intercept_service(lookup, Details())) is None
+    handlers = StagedHandlers([Recording(), Recording()])
+    handlers.add_registered_method_handlers("pkg.Service", {"Method": grpc.unary_unary_rpc_method_handler(model)})
+    assert handlers.service(Details("/pkg.Service/Other")) is None
     assert seen == [None, None]
+
+
+def test_generic_handlers_answer_what_is_not_registered_by_name():
+    generic = grpc.method_handlers_generic_handler("pkg.Generic", {"Call": grpc.unary_unary_rpc_method_handler(model)})
+    handlers = StagedHandlers([])
+    handlers.add_generic_rpc_handlers((generic,))
+    assert handlers.service(Details("/pkg.Generic/Call")).unary_unary is model
+    assert handlers.service(Details("/pkg.Generic/Nope")) is None
+
+
+def test_a_real_grpc_aio_server_serves_through_the_stages():
+    """Registered like a servicer on a grpc.aio server, called over loopback by a real client."""
+    seen: list[str] = []
+
+    async def scenario() -> str:
+        handlers = StagedHandlers([Tagging("stage", seen)])
+        handlers.add_registered_method_handlers("pkg.Service", {
+            "Method": grpc.unary_unary_rpc_method_handler(
+                model, request_deserializer=bytes, response_serializer=str.encode
+            )
+        })
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((handlers,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = await channel.unary_unary(METHOD)(b"")
+                try:
+                    await channel.unary_unary("/pkg.Service/Missing")(b"")
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+                return reply.decode()
+        finally:
+            await server.stop(None)
+
+    assert asyncio.run(scenario()) == "stage(model)"
+    assert seen == ["stage", "stage"]  # the unknown method went through the stage too (as None)
