@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,9 +17,11 @@ from service.settings import Settings
 from service.validation import check_inputs, check_output_filter
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """What a request asks for: a model, optionally a version or a label, and a signature."""
+class ModelRef(NamedTuple):
+    """What a request asks for: a model, optionally a version or a label, and a signature.
+
+    (A NamedTuple, not a frozen dataclass: one is built per request, and this is cheaper to build.)
+    """
 
     name: str
     version: int | None = None

@@ -80,7 +80,13 @@ def _check_dtype(name: str, spec: TensorSpec, value: np.ndarray) -> None:
 
 
 def _check_shape(name: str, spec: TensorSpec, value: np.ndarray) -> None:
-    if spec.shape is None:
+    want, got = spec.shape, value.shape
+    if want is None:
+        return
+    if spec.batched:  # the usual case first: same rank, same fixed dims, at least one row
+        if len(got) == len(want) and got[1:] == want[1:] and got[0]:
+            return
+    elif got == want:
         return
     if value.ndim != len(spec.shape):
         raise InvalidArgument(

@@ -179,9 +179,22 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
     if dt == types_pb2.DT_STRING:
         proto.string_val.extend(_string_values(array))
     else:
-        wire = _WIRE_DTYPE[dt]
-        # tobytes() always writes C (row-major) order, so only the byte order/width may need converting.
-        proto.tensor_content = (array if array.dtype == wire else array.astype(wire)).tobytes()
+        proto.tensor_content = _content_bytes(array, dt)
+
+
+def _content_bytes(array: np.ndarray, dt: int) -> bytes:
+    wire = _WIRE_DTYPE[dt]
+    # tobytes() always writes C (row-major) order, so only the byte order/width may need converting.
+    return (array if array.dtype == wire else array.astype(wire)).tobytes()
+
+
+def encode_content(array: np.ndarray) -> bytes | None:
+    """The tensor_content bytes of a numeric or bool ndarray as fill_tensor_proto writes them; None for strings.
+
+    Raises InvalidArgument for unsupported dtypes, as fill_tensor_proto does.
+    """
+    dt = datatype_of(array.dtype)
+    return None if dt == types_pb2.DT_STRING else _content_bytes(array, dt)
 
 
 def _string_values(array: np.ndarray) -> list[bytes]:
@@ -197,8 +210,18 @@ def _string_values(array: np.ndarray) -> list[bytes]:
 def _decode(proto: tensor_pb2.TensorProto, max_elements: int, max_string_bytes: int | None) -> np.ndarray:
     dt = proto.dtype
     numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
-    shape, count = _checked_shape(proto.tensor_shape, max_elements)
     content = proto.tensor_content  # NOTE: every access copies the bytes out of the message; read once.
+    if content and dt != types_pb2.DT_STRING:
+        array = _decode_plain_content(proto, dt, content, max_elements)
+        if array is not None:
+            return array
+    return _decode_general(proto, dt, content, max_elements, max_string_bytes)
+
+
+def _decode_general(
+    proto: tensor_pb2.TensorProto, dt: int, content: bytes, max_elements: int, max_string_bytes: int | None
+) -> np.ndarray:
+    shape, count = _checked_shape(proto.tensor_shape, max_elements)
     # ListFields() names only the fields that are set: one call instead of a len(getattr()) per value field.
     populated = [field.name for field, _ in proto.ListFields() if field.name in _FIELD_ORDER]
     if len(populated) > 1:
@@ -217,6 +240,58 @@ def _decode(proto: tensor_pb2.TensorProto, max_elements: int, max_string_bytes: 
     if dt == types_pb2.DT_STRING and len(values) == 1 and max_string_bytes is not None:
         _check_string_fill(len(values[0]), count, max_string_bytes)
     return _from_values(values, dt, field, shape, count)
+
+
+def _decode_plain_content(
+    proto: tensor_pb2.TensorProto, dt: int, content: bytes, max_elements: int
+) -> np.ndarray | None:
+    """The usual request (dtype, shape and tensor_content, nothing else), decoded; None for anything else.
+
+    The hot path of every Predict. Two shortcuts, each exact:
+      - shapes are checked once per distinct serialized TensorShapeProto (and limit) and cached,
+        instead of walking the dims through a Python wrapper per dimension on every request;
+      - "no other field is set" is proved by size: proto3 serializes dtype, tensor_shape,
+        version_number and tensor_content in a size computable from their values, so if
+        ByteSize() equals that sum nothing else (no value field, no unknown field) is present.
+    None sends the caller down the general path, which gives the precise error if there is one.
+    """
+    shape_proto = proto.tensor_shape
+    shape_bytes = shape_proto.SerializeToString()
+    key = (shape_bytes, max_elements)
+    checked = _SHAPES.get(key)
+    if checked is None:
+        checked = _checked_shape(shape_proto, max_elements)  # raises for shapes we refuse (never cached)
+        if len(_SHAPES) >= _MAX_CACHED_SHAPES:
+            _SHAPES.clear()  # bounded: distinct shapes come from clients
+        _SHAPES[key] = checked
+    expected = _varint_field_size(dt) + _varint_field_size(proto.version_number) + _bytes_field_size(len(content))
+    if proto.HasField("tensor_shape"):
+        expected += _bytes_field_size(len(shape_bytes))
+    if proto.ByteSize() != expected:
+        return None
+    shape, count = checked
+    return _from_content(content, dt, shape, count)
+
+
+_SHAPES: dict[tuple[bytes, int], tuple[tuple[int, ...], int]] = {}
+_MAX_CACHED_SHAPES = 1024
+
+
+def _varint_size(value: int) -> int:
+    """Bytes of `value` as a protobuf varint (negative int32/enum values take 10, as protobuf writes them)."""
+    if value < 0:
+        return 10
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _varint_field_size(value: int) -> int:
+    """Serialized size of a proto3 scalar varint field numbered 1-15 (absent when 0)."""
+    return 0 if value == 0 else 1 + _varint_size(value)
+
+
+def _bytes_field_size(length: int) -> int:
+    """Serialized size of a length-delimited field numbered 1-15 holding `length` bytes."""
+    return 1 + _varint_size(length) + length
 
 
 def _check_string_fill(value_bytes: int, count: int, max_string_bytes: int) -> None:

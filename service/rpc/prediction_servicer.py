@@ -7,13 +7,13 @@ import time
 
 import grpc
 
-from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
+from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc, types_pb2
 from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument
 from service.metrics import Metrics
 from service.repository.servable import ServableVersion
 from service.repository.variants import VARIANT_METADATA_KEY
-from service.rpc.codec import fill_tensor_proto, to_ndarray
+from service.rpc.codec import datatype_of, encode_content, fill_tensor_proto, to_ndarray
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
 from service.validation import check_input_count
@@ -92,12 +92,48 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 def predict_response(result: PredictResult) -> predict_pb2.PredictResponse:
-    """The PredictResponse for a data plane result."""
+    """The PredictResponse for a data plane result.
+
+    Numeric outputs start from a cached skeleton of the response (model spec, output names,
+    dtypes and shapes) for this model version, signature and output layout, copied in one call,
+    and only their tensor_content is written per request; string outputs are encoded in full.
+    """
+    outputs = result.outputs
+    layout = tuple([(name, value.dtype, value.shape) for name, value in outputs.items()])
+    key = (result.servable.model, result.servable.version, result.signature, layout)
+    skeleton = _SKELETONS.get(key)
+    if skeleton is None:
+        skeleton = _skeleton(result)
+        if len(_SKELETONS) >= _MAX_SKELETONS:
+            _SKELETONS.clear()  # bounded: layouts vary with the clients' row counts
+        _SKELETONS[key] = skeleton
+    response = predict_pb2.PredictResponse()
+    response.CopyFrom(skeleton)
+    encoded = response.outputs
+    for name, value in outputs.items():
+        content = encode_content(value)
+        if content is None:
+            fill_tensor_proto(encoded[name], value)
+        else:
+            encoded[name].tensor_content = content
+    return response
+
+
+_SKELETONS: dict[tuple, predict_pb2.PredictResponse] = {}
+_MAX_SKELETONS = 256
+
+
+def _skeleton(result: PredictResult) -> predict_pb2.PredictResponse:
+    """The response for `result` with every numeric output's dtype and shape but no values."""
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, result.servable, result.signature)
-    outputs = response.outputs
     for name, value in result.outputs.items():
-        fill_tensor_proto(outputs[name], value)  # encoded in place: no intermediate TensorProto to copy
+        dt = datatype_of(value.dtype)
+        if dt != types_pb2.DT_STRING:
+            tensor = response.outputs[name]
+            tensor.dtype = dt
+            for size in value.shape:
+                tensor.tensor_shape.dim.add(size=size)
     return response
 
 
