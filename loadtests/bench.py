@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer", choices=("mlserver", "none"),
                         help="peer server to compare with (default mlserver; none with --quick)")
     parser.add_argument("--peer-workers", type=int, default=1, help="MLServer parallel_workers (set explicitly)")
+    parser.add_argument("--peer-rounds", type=int, default=3,
+                        help="extra interleaved pairs at 64 clients after the peer sweep (ABBA order with it)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
@@ -231,18 +233,31 @@ class Bench:
         v2_request.write_bytes(payloads.v2_infer_request(proc.model_name, input_name, row))
         peer = RunningServer("mlserver", f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
         points: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
+        rounds: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
+
+        def measure(name: str, n: int, into: dict[str, list[dict]]) -> None:
+            if name == "batchwise":
+                into[name].append(self.point(batched, request, n))
+            else:  # its workers are other processes: no CPU figure
+                spec = self.load_spec(peer, v2_request, concurrency=[n], method=payloads.V2_INFER_METHOD)
+                into[name] += loadgen.run_in_subprocess(spec)
+            self.log(f"peer {name:9s} N={n:<4d} {report.describe_point(into[name][-1])}")
+
         try:
             for n in PEER_CONCURRENCY:
-                points["batchwise"].append(self.point(batched, request, n))
-                spec = self.load_spec(peer, v2_request, concurrency=[n], method=payloads.V2_INFER_METHOD)
-                points["mlserver"] += loadgen.run_in_subprocess(spec)  # its workers are other processes: no CPU figure
-                for name in points:
-                    self.log(f"peer {name:9s} N={n:<4d} {report.describe_point(points[name][-1])}")
+                measure("batchwise", n, points)
+                measure("mlserver", n, points)
+            # More pairs at 64, the target's point, in the opposite order each time (the sweep's pair is
+            # batchwise first): with the sweep's pair that makes ABBA order, so drift over the run cancels.
+            for i in range(self.args.peer_rounds):
+                for name in ("mlserver", "batchwise") if i % 2 == 0 else ("batchwise", "mlserver"):
+                    measure(name, 64, rounds)
         finally:
             peer_mlserver.stop(proc)
         return {"server": "mlserver", "version": peer_mlserver.installed_version(), "parallel_workers": workers,
                 "max_batch_size": batching.max_batch_size, "max_batch_time_ms": batching.batch_timeout_ms,
-                "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points}
+                "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points,
+                "rounds_64": rounds}
 
     def variants(self, group: servers.ServerSet, model: str, request: Path) -> dict:
         """Served throughput at 64 clients for each TFLite variant's server (refused variants say why)."""

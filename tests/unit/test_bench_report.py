@@ -31,6 +31,17 @@ def test_peer_ratios_compare_against_the_issue_targets():
                                        "over_mlserver_p50_1")] == [False, False, False]
 
 
+def test_extra_rounds_at_64_are_pooled_and_listed_pair_by_pair():
+    rounds = {"batchwise": [_point(64, 2700, 20.0, 40.0)], "mlserver": [_point(64, 1000, 50.0, 110.0)]}
+    ratios = report.peer_ratios({**PEER, "rounds_64": rounds})
+    assert ratios["over_mlserver_throughput_64"]["value"] == (3300 + 2700) / (1000 + 1000)
+    assert abs(ratios["over_mlserver_p99_64"]["value"] - (30 + 40) / (90 + 110)) < 1e-9
+    assert ratios["over_mlserver_throughput_64_per_pair"] == [3.3, 2.7]
+    table = report.render_peer({**PEER, "rounds_64": rounds})
+    assert len([line for line in table.splitlines() if line.startswith("| 64 |")]) == 2
+    assert "2.70" in report.render_ratios(ratios, {})
+
+
 def test_peer_table_has_a_row_per_concurrency_with_ratios_and_errors():
     table = report.render_peer(PEER)
     rows = [line for line in table.splitlines() if line.startswith("| 1 |") or line.startswith("| 64 |")]
