@@ -259,18 +259,29 @@ class Bench:
                 "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points,
                 "rounds_64": rounds}
 
-    def variants(self, group: servers.ServerSet, model: str, request: Path) -> dict:
-        """Served throughput at 64 clients for each TFLite variant's server (refused variants say why)."""
-        served = {}
-        for variant in self.args.variants:
+    def variants(self, group: servers.ServerSet, model: str, request: Path, savedmodel: RunningServer) -> dict:
+        """Served throughput at 64 clients for each variant's server (refused variants say why).
+
+        Each TFLite variant is paired with a point of `savedmodel` (a server of the SavedModel in the
+        same configuration) measured right next to it, in alternating order: the variant's point
+        holds it as `savedmodel_adjacent`, so the served ratio is side by side, not minutes apart.
+        The SavedModel row shows the pair measured with int8 (the issue's comparison).
+        """
+        served: dict[str, dict] = {}
+        for i, variant in enumerate(v for v in self.args.variants if v != "savedmodel"):
             name = f"variant-{variant}"
             if name in group.failed:
                 served[variant] = {"error": group.failed[name][:500]}
-            elif name in group.ready:
-                served[variant] = self.point(group.ready[name], request, 64)
-            else:
                 continue
-            self.log(f"{model} {variant:10s} N=64   {report.describe_point(served[variant])}")
+            if name not in group.ready:
+                continue
+            pair = [(variant, group.ready[name]), ("savedmodel", savedmodel)]
+            points = {label: self.point(server, request, 64) for label, server in (pair if i % 2 == 0 else pair[::-1])}
+            served[variant] = {**points[variant], "savedmodel_adjacent": points["savedmodel"]}
+            if variant == "int8" or "savedmodel" not in served:
+                served["savedmodel"] = points["savedmodel"]
+            self.log(f"{model} {variant:10s} N=64   {report.describe_point(points[variant])}; "
+                     f"savedmodel next to it {points['savedmodel']['throughput_rps']:.0f}/s")
         return served
 
     def main_run(self, version_dir: Path, request: Path, response: Path, probe: bytes) -> None:
@@ -284,8 +295,7 @@ class Bench:
                     raise RuntimeError(group.failed[name])
             self.result["sweep"] = self.sweep(group, request)
             self.result["metrics"] = self.metrics_on_off(group, request)
-            served = self.variants(group, "mnist_cnn", request)
-            served["savedmodel"] = self.result["metrics"]["on"][0]  # the batched configuration at 64: the same thing
+            served = self.variants(group, "mnist_cnn", request, group.ready["metrics_on"])  # fresh, batched config
             self.result["overload"] = self.overload(group.ready["batched"], request, self.result["sweep"]["batched"])
             if self.args.peer == "mlserver":
                 self.result["peer"] = self.peer(group.ready["batched"], version_dir, request)
@@ -313,10 +323,12 @@ class Bench:
         request, _response, probe = self.write_payloads(version_dir, "digits")
         ceiling = self.ceilings(version_dir, [1, 32])
         with servers.ServerSet() as group:
-            for variant in self.args.variants:
+            for variant in dict.fromkeys(["savedmodel", *self.args.variants]):  # the SavedModel: the pairs' baseline
                 group.add(self.ours(f"variant-{variant}", repo, ["--runtime.variant", variant], {}))
             group.wait(probe, payloads.PREDICT_METHOD, model="digits")
-            served = self.variants(group, "digits", request)
+            if "variant-savedmodel" not in group.ready:
+                raise RuntimeError(f"the digits SavedModel server failed: {group.failed.get('variant-savedmodel')}")
+            served = self.variants(group, "digits", request, group.ready["variant-savedmodel"])
         self.result["digits"] = report.variant_table(version_dir, ceiling, served)
 
     def run(self) -> dict:

@@ -56,3 +56,18 @@ def test_metrics_hot_path_is_timed_part_by_part():
     assert all(measured[p] >= 0 for p in parts)
     assert measured["predict_us"] > 0 and measured["batch_us"] > 0
     assert abs(measured["total_us"] - sum(measured[p] for p in parts)) < 0.01
+
+
+def test_served_int8_is_compared_with_the_savedmodel_point_measured_next_to_it():
+    later = {"throughput_rps": 3300.0}
+    table = {
+        "savedmodel": {"served_64": later, "inproc_b32_rows_s": 100.0, "size_bytes": 1000},
+        "int8": {"served_64": {"throughput_rps": 2900.0, "savedmodel_adjacent": {"throughput_rps": 2800.0}},
+                 "inproc_b32_rows_s": 350.0, "size_bytes": 280},
+        "float32": {"size_bytes": 1000},
+    }
+    ratios = report.variant_ratios(table, "")
+    assert abs(ratios["int8_over_savedmodel_served_64"]["value"] - 2900 / 2800) < 1e-9
+    assert ratios["int8_over_savedmodel_served_64"]["met"] is True
+    del table["int8"]["served_64"]["savedmodel_adjacent"]  # older results: the SavedModel row's own point
+    assert abs(report.variant_ratios(table, "")["int8_over_savedmodel_served_64"]["value"] - 2900 / 3300) < 1e-9
