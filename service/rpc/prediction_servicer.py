@@ -13,7 +13,7 @@ from service.errors import InvalidArgument
 from service.metrics import Metrics
 from service.repository.servable import ServableVersion
 from service.repository.variants import VARIANT_METADATA_KEY
-from service.rpc.codec import datatype_of, encode_content, fill_tensor_proto, to_ndarray
+from service.rpc.codec import encode_content, fill_tensor_proto, to_ndarray
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
 from service.validation import check_input_count
@@ -128,12 +128,12 @@ def _skeleton(result: PredictResult) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, result.servable, result.signature)
     for name, value in result.outputs.items():
-        dt = datatype_of(value.dtype)
-        if dt != types_pb2.DT_STRING:
-            tensor = response.outputs[name]
-            tensor.dtype = dt
-            for size in value.shape:
-                tensor.tensor_shape.dim.add(size=size)
+        tensor = response.outputs[name]
+        fill_tensor_proto(tensor, value)  # once per layout; the values are dropped below
+        if tensor.dtype == types_pb2.DT_STRING:
+            del response.outputs[name]  # encoded in full per request
+        else:
+            tensor.ClearField("tensor_content")
     return response
 
 
