@@ -22,11 +22,13 @@ def _in_full(result: PredictResult) -> predict_pb2.PredictResponse:
 
 def test_numeric_and_string_outputs_match_the_full_encoding_on_every_call():
     servable = SimpleNamespace(model="m", version=3)
-    for rows in (1, 1, 4, 1):  # repeats hit the cached skeleton; a new row count builds another
+    # Repeats hit the cached skeleton (with new values each call, so stale ones would show); a new row
+    # count builds another.
+    for call, rows in enumerate((1, 1, 4, 1)):
         outputs = {
-            "scores": np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + rows,
-            "flags": np.arange(rows) % 2 == 0,
-            "labels": np.array([f"r{i}".encode() for i in range(rows)], dtype=object),
+            "scores": np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + call,
+            "flags": (np.arange(rows) + call) % 2 == 0,
+            "labels": np.array([f"r{i}-{call}".encode() for i in range(rows)], dtype=object),
         }
         result = PredictResult(servable, "serving_default", outputs)
         assert predict_response(result) == _in_full(result)
