@@ -10,7 +10,8 @@ Phases (every server in its own process, the load generator in another):
      --digits-repo has one);
   6. overload: open-loop arrivals at 0.5x, 0.8x, 2x and again 0.5x the measured saturation rate;
   7. peer: Seldon MLServer 1.7 (its own venv, adaptive batching set like ours) serving the same
-     SavedModel, points interleaved with our batched server at 1, 8, 32 and 64 clients.
+     SavedModel, one MLServer per parallel_workers value (default 0 and 1), points interleaved with
+     our batched server at 1, 8, 32 and 64 clients; the targets are read against MLServer's best.
 Writes loadtests/results/<date>-<machine>.json and .png, and prints the tables and ratios.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtests import loadgen, payloads, report, servers
+from loadtests import loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: on, off with --quick; --digits-repo uses an existing one instead)")
     parser.add_argument("--peer", choices=("mlserver", "none"),
                         help="peer server to compare with (default mlserver; none with --quick)")
-    parser.add_argument("--peer-workers", type=int, default=1, help="MLServer parallel_workers (set explicitly)")
+    parser.add_argument("--peer-workers", default="0,1",
+                        help="MLServer parallel_workers values, comma separated: one MLServer each, all measured")
     parser.add_argument("--peer-rounds", type=int, default=3,
                         help="extra interleaved pairs at 64 clients after the peer sweep (ABBA order with it)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
@@ -68,6 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.epochs = args.epochs if args.epochs is not None else (1 if quick else 3)
     args.digits = args.digits if args.digits is not None else not quick
     args.peer = args.peer or ("none" if quick else "mlserver")
+    args.peer_workers = [int(w) for w in args.peer_workers.split(",")]
     return args
 
 
@@ -217,47 +220,63 @@ class Bench:
                 "refusal_path_64": refused}
 
     def peer(self, batched: RunningServer, version_dir: Path, request: Path) -> dict:
-        """Issue 8: MLServer with adaptive batching set like ours, interleaved with our batched server."""
+        """Issue 8: MLServer with adaptive batching set like ours, one server per parallel_workers value.
+
+        Every MLServer configuration is up at once and measured interleaved with our batched server, so
+        the targets can be read against MLServer's best configuration in this run, not one we picked.
+        """
         from loadtests import peer_mlserver
 
         batching = report.server_settings(self.args.server_arg).batching
-        port, workers = servers.free_port(), self.args.peer_workers
-        self.log(f"starting MLServer (max_batch_size {batching.max_batch_size}, max_batch_time "
-                 f"{batching.batch_timeout_ms} ms, parallel_workers {workers}); builds its venv on first use")
-        proc = peer_mlserver.start_mlserver(
-            version_dir, port, max_batch_size=batching.max_batch_size,
-            max_batch_time_s=batching.batch_timeout_ms / 1000, parallel_workers=workers,
-        )
+        workers = {f"mlserver-w{w}": w for w in self.args.peer_workers}
+        peers: dict[str, RunningServer] = {}
         v2_request = self.work / "mnist-v2-request.bin"
-        _card, input_name, row = sample_row(version_dir)
-        v2_request.write_bytes(payloads.v2_infer_request(proc.model_name, input_name, row))
-        peer = RunningServer("mlserver", f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
-        points: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
-        rounds: dict[str, list[dict]] = {"batchwise": [], "mlserver": []}
+        try:
+            for name, n_workers in workers.items():
+                self.log(f"starting MLServer (max_batch_size {batching.max_batch_size}, max_batch_time "
+                         f"{batching.batch_timeout_ms} ms, parallel_workers {n_workers}); builds its venv on first use")
+                port = servers.free_port()
+                proc = peer_mlserver.start_mlserver(
+                    version_dir, port, max_batch_size=batching.max_batch_size,
+                    max_batch_time_s=batching.batch_timeout_ms / 1000, parallel_workers=n_workers,
+                )
+                peers[name] = RunningServer(name, f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
+                _card, input_name, row = sample_row(version_dir)
+                v2_request.write_bytes(payloads.v2_infer_request(proc.model_name, input_name, row))
+            points, rounds = self.peer_points(batched, request, peers, v2_request)
+        finally:
+            for running in peers.values():
+                peer_mlserver.stop(running.proc)
+        return {"server": "mlserver", "version": peer_mlserver.installed_version(), "parallel_workers": workers,
+                "max_batch_size": batching.max_batch_size, "max_batch_time_ms": batching.batch_timeout_ms,
+                "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points,
+                "rounds_64": rounds}
+
+    def peer_points(
+        self, batched: RunningServer, request: Path, peers: dict[str, RunningServer], v2_request: Path
+    ) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+        """The peer sweep (1, 8, 32, 64 clients) and the extra rounds at 64, each point interleaved across servers."""
+        names = ["batchwise", *peers]
+        points: dict[str, list[dict]] = {name: [] for name in names}
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
 
         def measure(name: str, n: int, into: dict[str, list[dict]]) -> None:
             if name == "batchwise":
                 into[name].append(self.point(batched, request, n))
             else:  # its workers are other processes: no CPU figure
-                spec = self.load_spec(peer, v2_request, concurrency=[n], method=payloads.V2_INFER_METHOD)
+                spec = self.load_spec(peers[name], v2_request, concurrency=[n], method=payloads.V2_INFER_METHOD)
                 into[name] += loadgen.run_in_subprocess(spec)
-            self.log(f"peer {name:9s} N={n:<4d} {report.describe_point(into[name][-1])}")
+            self.log(f"peer {name:12s} N={n:<4d} {report.describe_point(into[name][-1])}")
 
-        try:
-            for n in PEER_CONCURRENCY:
-                measure("batchwise", n, points)
-                measure("mlserver", n, points)
-            # More pairs at 64, the target's point, in the opposite order each time (the sweep's pair is
-            # batchwise first): with the sweep's pair that makes ABBA order, so drift over the run cancels.
-            for i in range(self.args.peer_rounds):
-                for name in ("mlserver", "batchwise") if i % 2 == 0 else ("batchwise", "mlserver"):
-                    measure(name, 64, rounds)
-        finally:
-            peer_mlserver.stop(proc)
-        return {"server": "mlserver", "version": peer_mlserver.installed_version(), "parallel_workers": workers,
-                "max_batch_size": batching.max_batch_size, "max_batch_time_ms": batching.batch_timeout_ms,
-                "batchwise_batch_idle_timeout_ms": batching.batch_idle_timeout_ms, "points": points,
-                "rounds_64": rounds}
+        for n in PEER_CONCURRENCY:
+            for name in names:
+                measure(name, n, points)
+        # More rounds at 64, the target's point, in reversed order every other time (the sweep's round is
+        # batchwise first): with the sweep's round that makes ABBA order, so drift over the run cancels.
+        for i in range(self.args.peer_rounds):
+            for name in names[::-1] if i % 2 == 0 else names:
+                measure(name, 64, rounds)
+        return points, rounds
 
     def variants(self, group: servers.ServerSet, model: str, request: Path, savedmodel: RunningServer) -> dict:
         """Served throughput at 64 clients for each variant's server (refused variants say why).
@@ -362,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     print(report.render(result))
     if not args.no_plot:
-        report.plot(result, args.results_dir / f"{stem}.png")
+        plot.plot(result, args.results_dir / f"{stem}.png")
     print(f"\nresults: {json_path}")
     return 0
 

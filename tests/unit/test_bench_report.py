@@ -50,6 +50,29 @@ def test_peer_table_has_a_row_per_concurrency_with_ratios_and_errors():
     assert "MLServer 1.7.1 (parallel_workers 1)" in table
 
 
+def test_targets_are_read_against_mlservers_best_configuration():
+    two = {
+        **PEER, "parallel_workers": {"mlserver-w0": 0, "mlserver-w1": 1},
+        "points": {
+            "batchwise": [_point(1, 300, 3.0, 4.0), _point(64, 3300, 20.0, 30.0)],
+            "mlserver-w0": [_point(1, 150, 7.0, 8.0), _point(64, 1500, 40.0, 60.0)],
+            "mlserver-w1": [_point(1, 120, 8.0, 9.0), _point(64, 1000, 50.0, 50.0)],
+        },
+        "rounds_64": {"batchwise": [_point(64, 2700, 20.0, 40.0)], "mlserver-w0": [_point(64, 1500, 40.0, 60.0)],
+                      "mlserver-w1": [_point(64, 1000, 50.0, 50.0)]},
+    }
+    ratios = report.peer_ratios(two)
+    assert ratios["over_mlserver_throughput_64"]["value"] == 2.0  # (3300 + 2700) / (1500 + 1500): the faster one
+    assert ratios["over_mlserver_throughput_64"]["met"] is False
+    assert ratios["over_mlserver-w0_throughput_64"] == 2.0 and ratios["over_mlserver-w1_throughput_64"] == 3.0
+    assert ratios["over_mlserver_throughput_64_per_pair"] == [2.2, 1.8]
+    assert ratios["over_mlserver_p99_64"]["value"] == 35.0 / 50.0  # the lowest p99 of the two
+    assert ratios["over_mlserver_p50_1"]["value"] == 3.0 / 7.0  # the lowest p50 of the two
+    table = report.render_peer(two)
+    assert "(parallel_workers 0)" in table and "(parallel_workers 1)" in table
+    assert len([line for line in table.splitlines() if line.startswith("| 64 |")]) == 4
+
+
 def test_metrics_hot_path_is_timed_part_by_part():
     measured = metrics_cost.measure(2_000)
     parts = ("interceptor_us", "predict_us", "batch_us")
