@@ -12,7 +12,8 @@ Phases (every server in its own process, the load generator in another):
   7. peer: Seldon MLServer 1.7 (its own venv, adaptive batching set like ours) serving the same
      SavedModel, one MLServer per parallel_workers value (default 0 and 1), points interleaved with
      our batched server at 1, 8, 32 and 64 clients; the targets are read against MLServer's best.
-Writes loadtests/results/<date>-<machine>.json and .png, and prints the tables and ratios.
+Writes loadtests/results/<date>-<machine>.json and .png (a later run that day adds -<HHMM>),
+and prints the tables and ratios.
 """
 
 from __future__ import annotations
@@ -368,6 +369,14 @@ class Bench:
         return self.result
 
 
+def results_stem(results_dir: Path, machine: str, now: time.struct_time) -> str:
+    """`<date>-<machine>`; a later run on the same day gets `-<HHMM>` added, so it never overwrites the first."""
+    stem = f"{time.strftime('%Y-%m-%d', now)}-{machine}"
+    if (results_dir / f"{stem}.json").exists():
+        stem += time.strftime("-%H%M", now)
+    return stem
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="batchwise-bench-") as tmp:
@@ -376,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         result = bench.run()
         result["wall_s"] = round(time.monotonic() - started_s, 1)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{time.strftime('%Y-%m-%d')}-{args.machine or report.machine_name()}"
+    stem = results_stem(args.results_dir, args.machine or report.machine_name(), time.localtime())
     json_path = args.results_dir / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     print(report.render(result))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from loadtests import metrics_cost, report
+import time
+
+from loadtests import bench, metrics_cost, report
 
 
 def _point(concurrency: int, rps: float, p50: float, p99: float, errors: dict | None = None) -> dict:
@@ -94,3 +96,10 @@ def test_served_int8_is_compared_with_the_savedmodel_point_measured_next_to_it()
     assert ratios["int8_over_savedmodel_served_64"]["met"] is True
     del table["int8"]["served_64"]["savedmodel_adjacent"]  # older results: the SavedModel row's own point
     assert abs(report.variant_ratios(table, "")["int8_over_savedmodel_served_64"]["value"] - 2900 / 3300) < 1e-9
+
+
+def test_a_second_run_on_the_same_day_keeps_the_first_runs_files(tmp_path):
+    now = time.strptime("2026-12-06 14:05", "%Y-%m-%d %H:%M")
+    assert bench.results_stem(tmp_path, "2cpu-vm", now) == "2026-12-06-2cpu-vm"
+    (tmp_path / "2026-12-06-2cpu-vm.json").write_text("{}")
+    assert bench.results_stem(tmp_path, "2cpu-vm", now) == "2026-12-06-2cpu-vm-1405"
