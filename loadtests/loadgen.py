@@ -49,6 +49,9 @@ class PointResult:
     sent_rps: float | None = None  # open loop: the arrival rate achieved
     rejected_rps: float | None = None  # open loop: UNAVAILABLE per second (our bounded queues refused)
     cancelled_rps: float | None = None  # open loop: CANCELLED per second (gRPC core shed calls not yet accepted)
+    # CPU of this generator process (all its threads) over the point, in cores: near 1 its one event loop is
+    # saturated, so latencies include its own backlog and say little about the server.
+    client_cpu_cores: float | None = None
     latencies_ms: list[float] = field(default_factory=list)  # only with raw latencies on
 
 
@@ -106,12 +109,15 @@ async def closed_loop(
     await asyncio.sleep(warmup_s)
     window["start"] = time.perf_counter()
     window["end"] = window["start"] + duration_s
+    cpu_start_s = time.process_time()
     await asyncio.sleep(duration_s)
+    cpu_cores = (time.process_time() - cpu_start_s) / (time.perf_counter() - window["start"])
     stop = True
     await asyncio.gather(*tasks)
     return PointResult(
         "closed", concurrency, duration_s, len(latencies), dict(errors), len(latencies) / duration_s,
-        **_percentiles(latencies), latencies_ms=[x * 1e3 for x in latencies] if raw else [],
+        **_percentiles(latencies), client_cpu_cores=cpu_cores,
+        latencies_ms=[x * 1e3 for x in latencies] if raw else [],
     )
 
 
@@ -168,14 +174,17 @@ async def open_loop(
     """
     run = _OpenLoop(calls, payload, timeout_s, max_inflight)
     total = int(rate_rps * duration_s)
+    cpu_start_s, wall_start_s = time.process_time(), time.perf_counter()
     send_s = await run.send(rate_rps, total)
     if run.inflight:
         await asyncio.gather(*run.inflight)
+    cpu_cores = (time.process_time() - cpu_start_s) / (time.perf_counter() - wall_start_s)
     errors = run.errors
     return PointResult(
         "open", run.peak, duration_s, len(run.latencies), dict(errors), len(run.latencies) / send_s,
         **_percentiles(run.latencies), offered_rps=rate_rps, sent_rps=total / send_s,
         rejected_rps=errors.get("UNAVAILABLE", 0) / send_s, cancelled_rps=errors.get("CANCELLED", 0) / send_s,
+        client_cpu_cores=cpu_cores,
         latencies_ms=[x * 1e3 for x in run.latencies] if raw else [],
     )
 

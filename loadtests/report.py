@@ -66,14 +66,20 @@ def describe_point(point: dict) -> str:
     if "error" in point:
         return f"failed: {point['error'][:120]}"
     errors = f" errors={point['errors']}" if point["errors"] else ""
-    return f"{point['throughput_rps']:7.0f}/s p50={_ms(point['p50_ms'])} p99={_ms(point['p99_ms'])}{errors}"
+    return (f"{point['throughput_rps']:7.0f}/s p50={_ms(point['p50_ms'])} p99={_ms(point['p99_ms'])}"
+            f"{_generator(point)}{errors}")
 
 
 def describe_open(phase: dict) -> str:
     return (f"offered {phase['offered_rps']:.0f}/s sent {phase['sent_rps']:.0f}/s "
             f"admitted {phase['throughput_rps']:.0f}/s rejected {phase['rejected_rps']:.0f}/s "
             f"cancelled {phase.get('cancelled_rps') or 0:.0f}/s "
-            f"p99(admitted)={_ms(phase['p99_ms'])} errors={phase['errors']}")
+            f"p99(admitted)={_ms(phase['p99_ms'])}{_generator(phase)} errors={phase['errors']}")
+
+
+def _generator(point: dict) -> str:
+    cores = point.get("client_cpu_cores")
+    return "" if cores is None else f" generator={cores:.2f} cores"
 
 
 def _ms(value: float | None) -> str:
@@ -332,9 +338,10 @@ def render_overload(overload: dict) -> str:
     shed = ("UNAVAILABLE", "CANCELLED")
     rows = [[f"{p['factor']:.1f}x", _n(p["offered_rps"]), _n(p["sent_rps"]), _n(p["throughput_rps"]),
              _n(p["rejected_rps"]), _n(p.get("cancelled_rps")), _n(p["p50_ms"], 1), _n(p["p99_ms"], 1),
+             _n(p.get("client_cpu_cores"), 2),
              str({k: v for k, v in p["errors"].items() if k not in shed} or "")] for p in overload["phases"]]
     header = ["phase", "offered/s", "sent/s", "admitted/s", "rejected/s (UNAVAILABLE)",
-              "shed by gRPC core/s (CANCELLED)", "p50 ms", "p99 admitted ms", "other errors"]
+              "shed by gRPC core/s (CANCELLED)", "p50 ms", "p99 admitted ms", "generator CPU cores", "other errors"]
     return (f"Open loop around saturation ({overload['saturation_rps']:.0f} req/s, "
             f"{overload['seconds_per_phase']} s per phase, in this order)\n" + _table(header, rows))
 
