@@ -231,7 +231,9 @@ class Bench:
         batching = report.server_settings(self.args.server_arg).batching
         workers = {f"mlserver-w{w}": w for w in self.args.peer_workers}
         peers: dict[str, RunningServer] = {}
-        v2_request = self.work / "mnist-v2-request.bin"
+        v2_request = self.work / "mnist-v2-request.bin"  # one request for every MLServer: same model, same name
+        _card, input_name, row = sample_row(version_dir)
+        v2_request.write_bytes(payloads.v2_infer_request(peer_mlserver.served_name(version_dir), input_name, row))
         try:
             for name, n_workers in workers.items():
                 self.log(f"starting MLServer (max_batch_size {batching.max_batch_size}, max_batch_time "
@@ -242,8 +244,6 @@ class Bench:
                     max_batch_time_s=batching.batch_timeout_ms / 1000, parallel_workers=n_workers,
                 )
                 peers[name] = RunningServer(name, f"127.0.0.1:{port}", proc, proc.workdir / "mlserver.log")
-                _card, input_name, row = sample_row(version_dir)
-                v2_request.write_bytes(payloads.v2_infer_request(proc.model_name, input_name, row))
             points, rounds = self.peer_points(batched, request, peers, v2_request)
         finally:
             for running in peers.values():
