@@ -263,7 +263,7 @@ def _n(value, digits: int = 0) -> str:
 
 
 def render(result: dict) -> str:
-    """Markdown tables of every figure (also what README's Performance section quotes)."""
+    """Markdown tables of every figure (also what docs/performance.md quotes)."""
     m = result["machine"]
     parts = [f"Machine: {m['nproc']} cores, {m['cpu_model']}; {result['date']}; load average at start "
              f"{result['load_average_start'][0]:.2f}, at end {result['load_average_end'][0]:.2f}"]

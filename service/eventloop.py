@@ -2,7 +2,7 @@
 
 uvloop implements the loop in C on libuv. Our event loop is the server's bottleneck (every call's
 gRPC callbacks, decoding, batching hand-offs and metrics run on it), and on it the MNIST CNN
-benchmark served 12-18% more requests per second per CPU second (README "Performance").
+benchmark served 12-18% more requests per second per CPU second (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Property-based fuzzing of Predict, GetModelMetadata and GetModelStatus over real gRPC.
 
 Invariants, for every request hypothesis draws (valid, mutated, hostile, unknown fields, corrupt bytes):
-  - the reply is OK or a client-error status from README's table: never INTERNAL or UNKNOWN,
+  - the reply is OK or a client-error status from docs/serving.md and docs/security.md: never INTERNAL or UNKNOWN,
     never a dropped connection, and its details fit in a trailer (<= MAX_DETAILS_CHARS);
   - requests built to be valid get OK;
   - a valid request right after still succeeds with the right numbers;
