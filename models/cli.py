@@ -9,25 +9,25 @@ from pathlib import Path
 
 from models.errors import TrainerError
 from models.options import OPTIMIZERS, STRATEGIES, VARIANTS, TrainOptions
+from models.recipes import RECIPES
 
 DESCRIPTION = """Train a tf.keras recipe and publish it atomically into a Batchwise model repository as
 <repository>/<model-name>/<version>/ with a SavedModel (signature serving_default), TFLite variants
 (float32, float16, dynamic-range int8, full-integer int8) that pass the quality gate, and model_card.json."""
 
-RECIPES_HELP = """recipes:
-  iris      Dense(10) -> Dense(3) on scikit-learn's iris data (input `features` [N,4])
-  digits    CNN on scikit-learn's 8x8 digits (input `pixels` [N,8,8,1] in 0..1)
-  sequence  Embedding -> LSTM -> LSTM|GRU over token ids, binary (input `tokens` [N,L] int32)
-  transfer  frozen CNN base + new head, then fine-tune the last N layers (digits 0-4 -> 5-9)
-  tabular   MLP on your --data CSV/NPZ, --task classification|regression (input `features`)
-
---data formats: .csv with a header row (label column `label`, or --label-column, or the last one),
+DATA_HELP = """--data formats: .csv with a header row (label column `label`, or --label-column, or the last one),
 or .npz with arrays `x` and `y`. Exit status: 0 published (or non-chief worker done), 2 bad input."""
+
+
+def recipes_help() -> str:
+    """`recipes:` and one line per registered recipe (name and summary), in registry order."""
+    width = max(len(name) for name in RECIPES)
+    return "recipes:\n" + "\n".join(f"  {name:<{width}}  {recipe.summary}" for name, recipe in RECIPES.items())
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("model and repository")
-    run.add_argument("recipe", help="iris | digits | sequence | transfer | tabular")
+    run.add_argument("recipe", help=" | ".join(RECIPES))
     run.add_argument("--repository", type=Path, required=True, help="model repository root folder")
     run.add_argument("--model-name", help="published model name (default: the recipe name)")
     run.add_argument("--version", type=int, help="version to publish (default: next free integer)")
@@ -84,10 +84,12 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
     parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION,
+                                     epilog=f"{recipes_help()}\n\nEvery option: python -m models train --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="train")
     train = commands.add_parser("train", help="train a recipe and publish a version", description=DESCRIPTION,
-                                epilog=RECIPES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=f"{recipes_help()}\n\n{DATA_HELP}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(train)
     _add_feature_options(train)
     return parser

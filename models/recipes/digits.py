@@ -48,5 +48,5 @@ def build_cnn(data: Dataset, opts: TrainOptions, name: str = "digits"):
     return keras.Model(inputs, head(hidden, data, opts), name=name)
 
 
-RECIPE = Recipe("digits", "a CNN on scikit-learn's 8x8 digit images",
+RECIPE = Recipe("digits", "a CNN on scikit-learn's 8x8 digit images; input `pixels` [N,8,8,1] in 0..1",
                 RecipeDefaults(epochs=12, batch_size=32, learning_rate=0.002), load_data, build_cnn)

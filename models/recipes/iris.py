@@ -36,5 +36,5 @@ def build(data: Dataset, opts: TrainOptions):
     return keras.Model(inputs, head(hidden, data, opts), name="iris")
 
 
-RECIPE = Recipe("iris", "Dense(10) -> Dense(3) on scikit-learn's iris data",
+RECIPE = Recipe("iris", "Dense(10) -> Dense(3) on scikit-learn's iris data; input `features` [N,4]",
                 RecipeDefaults(epochs=40, batch_size=16, learning_rate=0.01), load_data, build)

@@ -76,5 +76,5 @@ def build(data: Dataset, opts: TrainOptions):
     return keras.Model(inputs, head(hidden, data, opts), name="sequence")
 
 
-RECIPE = Recipe("sequence", "Embedding -> LSTM -> LSTM|GRU (--rnn) over token ids, binary",
+RECIPE = Recipe("sequence", "Embedding -> LSTM -> LSTM|GRU (--rnn) over token ids, binary; input `tokens` [N,L] int32",
                 RecipeDefaults(epochs=8, batch_size=32, learning_rate=0.005), load_data, build)

@@ -48,5 +48,5 @@ def build(data: Dataset, opts: TrainOptions):
     return keras.Model(inputs, head(hidden, data, opts), name="tabular")
 
 
-RECIPE = Recipe("tabular", "an MLP on your CSV/NPZ (--data), --task classification|regression",
+RECIPE = Recipe("tabular", "an MLP on your --data CSV/NPZ, --task classification|regression; input `features` [N,F]",
                 RecipeDefaults(epochs=30, batch_size=32, learning_rate=0.005), load_data, build)

@@ -147,5 +147,5 @@ def _validation_accuracy(model, data: Dataset) -> float:
     return score(data.task, predict(model, data.x_val), data.y_val)
 
 
-RECIPE = Recipe("transfer", "frozen CNN base + new head, then fine-tune the last N layers (Adam 1e-5)",
+RECIPE = Recipe("transfer", "frozen CNN base + new head, then fine-tune its last N layers (default: digits 0-4 -> 5-9)",
                 RecipeDefaults(epochs=15, batch_size=32, learning_rate=0.01), load_data, build_cnn, train)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models.cli import build_parser, main
+from models.recipes import RECIPES
 
 
 def _main(*argv: str) -> tuple[int, str, str]:
@@ -27,6 +28,31 @@ def test_help_documents_every_option():
         assert flag in text, flag
     for recipe in ("iris", "digits", "sequence", "transfer", "tabular"):
         assert f"\n  {recipe} " in text
+
+
+def _recipe_lines(help_text: str) -> list[str]:
+    """The lines under `recipes:` up to the next blank line."""
+    lines = help_text.splitlines()
+    start = lines.index("recipes:") + 1
+    return lines[start:lines.index("", start)]
+
+
+def test_real_subprocess_top_level_help_lists_every_recipe_in_one_line_without_tensorflow(cli):
+    proc = cli("--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 0, proc.stderr
+    lines = _recipe_lines(proc.stdout)
+    assert [line.split()[0] for line in lines] == list(RECIPES)
+    for line, recipe in zip(lines, RECIPES.values(), strict=True):
+        assert recipe.summary.strip() and line.startswith("  ") and line.endswith(f"  {recipe.summary}")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "models.recipes" in imported and "tensorflow" not in imported  # help stays fast: no TensorFlow
+
+
+def test_train_help_lists_the_same_recipe_lines():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert _recipe_lines(out.getvalue()) == _recipe_lines(build_parser().format_help())
 
 
 def test_real_subprocess_unknown_recipe_is_one_line_and_exit_2(cli, tmp_path):
