@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -35,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract.layout import is_model_name  # noqa: E402
 from service.api import (  # noqa: E402
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -48,7 +48,6 @@ from service.rpc.codec import numpy_dtype, to_tensor_proto  # noqa: E402
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MIB = 1024 * 1024
 
 
@@ -226,7 +225,7 @@ def start_server(repository: Path, log_path: Path) -> tuple[subprocess.Popen, st
 
 
 def models_in(repository: Path) -> list[str]:
-    return sorted(p.name for p in repository.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
+    return sorted(p.name for p in repository.iterdir() if p.is_dir() and is_model_name(p.name))
 
 
 # ---- report ------------------------------------------------------------------------------------

@@ -24,7 +24,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Variant = Literal["auto", "savedmodel", "float32", "float16", "dynamic", "int8"]
+from contract.layout import KNOWN_VARIANTS
+
+VariantName = Literal[KNOWN_VARIANTS]  # type: ignore[valid-type]  # savedmodel, float32, ... (the contract's list)
+Variant = Literal[("auto", *KNOWN_VARIANTS)]  # type: ignore[valid-type]
+DEFAULT_FALLBACK_ORDER: tuple[str, ...] = ("int8", "dynamic", "float16", "float32", "savedmodel")
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 MIB = 1024 * 1024
 DEFAULT_LATENCY_BUCKETS_S = [
@@ -70,8 +74,8 @@ class RuntimeSettings(BaseModel):
     """Which artifact serves a model, and on which device."""
 
     variant: Variant = Field("auto", description="auto: SavedModel on GPU, best TFLite variant on CPU")
-    fallback_order: list[str] = Field(
-        ["int8", "dynamic", "float16", "float32", "savedmodel"],
+    fallback_order: list[VariantName] = Field(
+        list(DEFAULT_FALLBACK_ORDER),
         description="variants tried in order when variant=auto on a CPU node",
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto uses a GPU when one is visible")

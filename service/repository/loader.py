@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
+from contract.card import ModelCard
 from service.errors import ModelLoadError, ServingError
 from service.repository.layout import VersionDir
-from service.repository.variants import SAVEDMODEL, check_consistency, choose_variants, discover_variants
+from service.repository.variants import SAVEDMODEL, VersionFiles, check_consistency, choose_variants
 from service.runtime.base import Backend
 from service.runtime.devices import gpu_visible, is_tensorflow_available
 from service.settings import Settings
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class VariantLoader:
     """Callable backend factory for the ModelManager.
 
-    `__call__(source, card, variant=None)` returns a loaded Backend; `variant` forces one variant
+    `__call__(files, variant=None)` returns a loaded Backend; `variant` forces one variant
     (a per-request override). Raises ModelLoadError with every candidate's failure, or a
     ServingError (NotFound / FailedPrecondition) for a variant that cannot be served here.
     NOTE: blocking; runs on the manager's loader threads.
@@ -33,8 +33,8 @@ class VariantLoader:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def __call__(self, source: VersionDir, card: dict[str, Any] | None, variant: str | None = None) -> Backend:
-        available = discover_variants(source.path, card)
+    def __call__(self, files: VersionFiles, variant: str | None = None) -> Backend:
+        source, card, available = files.source, files.card, files.variants
         tf_available = is_tensorflow_available()
         requested = variant or self._settings.variant_for(source.model)
         runtime = self._settings.runtime
@@ -81,7 +81,7 @@ class VariantLoader:
         backend.load()
         return backend
 
-    def _guard(self, backend: Backend, card: dict[str, Any] | None) -> None:
+    def _guard(self, backend: Backend, card: ModelCard | None) -> None:
         runtime = self._settings.runtime
         try:
             check_consistency(

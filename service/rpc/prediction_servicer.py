@@ -12,8 +12,8 @@ from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument
 from service.metrics import Metrics
 from service.repository.servable import ServableVersion
-from service.repository.variants import VARIANT_METADATA_KEY
 from service.rpc.codec import encode_content, fill_tensor_proto, to_ndarray
+from service.rpc.headers import VARIANT_HEADER
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
 from service.validation import check_input_count
@@ -84,7 +84,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable = await self._dataplane.resolve(model_ref(request.model_spec, context))
         except Exception as exc:
             await abort_with(context, exc)
-        await context.send_initial_metadata(((VARIANT_METADATA_KEY, servable.variant),))
+        await context.send_initial_metadata(((VARIANT_HEADER, servable.variant),))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         fill_model_spec(response.model_spec, servable, "")
         response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable.signatures))
@@ -154,7 +154,7 @@ def model_ref(spec: model_pb2.ModelSpec, context: grpc.aio.ServicerContext | Non
 
 def _variant_of(context: grpc.aio.ServicerContext | None) -> str | None:
     for key, value in (context.invocation_metadata() or ()) if context is not None else ():
-        if key == VARIANT_METADATA_KEY:
+        if key == VARIANT_HEADER:
             return value
     return None
 
