@@ -11,13 +11,14 @@ import logging
 import queue
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from service.errors import InvalidArgument, ModelLoadError, NotFound, ServingError, Unavailable
-from service.runtime.base import DEFAULT_SIGNATURE, SignatureSpec, TensorSpec
+from service.runtime.base import DEFAULT_SIGNATURE, PredictFn, SignatureSpec, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,10 @@ class TFLiteBackend:
         finally:
             pool.put(slot)
         return {t.name: t.decode(_concat([part[t.name] for part in raw])) for t in plan.outputs}
+
+    def worker_predict_fns(self, signature: str) -> list[PredictFn]:
+        """One copy of the model (its interpreter pool serves every worker): one callable."""
+        return [partial(self.predict, signature)]
 
     def unload(self) -> None:
         """Drop the interpreters. In-flight calls finish on the interpreter they hold."""

@@ -59,6 +59,9 @@ class FakeBackend:
     def predict(self, signature: str, inputs):
         return {"y": inputs["x"] * self.version}
 
+    def worker_predict_fns(self, signature: str):
+        return [lambda inputs: self.predict(signature, inputs)]
+
     def unload(self) -> None:
         self.unloaded = True
 
