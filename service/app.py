@@ -65,7 +65,8 @@ class BatchwiseServer:
         self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
-        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, listeners)
+        loader = VariantLoader(settings, self.metrics.count_clipped if self.metrics else None)
+        self.manager = ModelManager(settings, loader, self._build_batcher, listeners)
         self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
         self.calls = CallTracker()

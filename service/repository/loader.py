@@ -8,6 +8,7 @@ when a candidate fails to load or disagrees with the model card's recorded outpu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from contract.card import ModelCard
@@ -19,6 +20,32 @@ from service.runtime.devices import gpu_visible, is_tensorflow_available
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+ClipCounter = Callable[[str, int, str, int], None]  # (model, version, input, values clipped), e.g. Metrics'
+
+
+class ClippingReporter:
+    """Where one version's TFLite backend reports inputs its int8 quantization clipped.
+
+    Counts them in `counter` (if any) and logs a warning the first time it happens for the version.
+    NOTE: called from batch worker threads; at worst two threads both log the first warning.
+    """
+
+    def __init__(self, model: str, version: int, variant: str, counter: ClipCounter | None) -> None:
+        self.model, self.version, self.variant = model, version, variant
+        self._counter = counter
+        self.warned = False
+
+    def __call__(self, input_name: str, count: int) -> None:
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "model %s version %s variant %s: %d value(s) of input %r are outside its int8 quantization range "
+                "and were clipped; the inputs may have drifted from the calibration data "
+                "(counted in batchwise_int8_clipped_input_values_total, logged once per version)",
+                self.model, self.version, self.variant, count, input_name,
+            )
+        if self._counter is not None:
+            self._counter(self.model, self.version, input_name, count)
 
 
 class VariantLoader:
@@ -30,8 +57,9 @@ class VariantLoader:
     NOTE: blocking; runs on the manager's loader threads.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, count_clipped: ClipCounter | None = None) -> None:
         self._settings = settings
+        self._count_clipped = count_clipped
 
     def __call__(self, files: VersionFiles, variant: str | None = None) -> Backend:
         source, card, available = files.source, files.card, files.variants
@@ -77,6 +105,7 @@ class VariantLoader:
             backend = TFLiteBackend(
                 path, variant=variant, num_threads=runtime.tflite_threads, pool_size=runtime.tflite_pool_size,
                 allowed_batch_sizes=self._settings.batching_for(source.model).allowed_batch_sizes,
+                on_clipped=ClippingReporter(source.model, source.version, variant, self._count_clipped),
             )
         backend.load()
         return backend
