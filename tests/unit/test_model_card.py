@@ -86,6 +86,17 @@ def test_fields_of_a_newer_minor_version_are_accepted():
     validate(_card(explainer={"method": "shap"}))
 
 
+def test_the_trainers_optional_sections_validate():
+    sections = {
+        "phases": {"head_only": 0.8, "fine_tuned": 0.9},
+        "notes": ["base model: digits"],
+        "training": {"epochs_run": 3},
+        "pruning": {"target_sparsity": 0.5},
+        "num_classes": 3,
+    }
+    validate(_card(**sections))
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
