@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.card import load_card
 from loadtests import loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
@@ -77,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def sample_row(version_dir: Path) -> tuple[dict, str, np.ndarray]:
     """(model card, input name, its first sample row as float32 with a batch axis of 1): every payload's row."""
-    card = json.loads((version_dir / "model_card.json").read_text())
+    card = load_card(version_dir).raw
     (input_name,) = card["samples"]["inputs"]
     return card, input_name, np.asarray(card["samples"]["inputs"][input_name][:1], dtype=np.float32)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
+from contract.card import load_card
+from contract.layout import SAVEDMODEL_FILE, TFLITE_VARIANTS, variant_path
 
 
 def best_rate(call: Callable[[], object], rows: int, seconds: float, repeats: int) -> dict:
@@ -94,14 +95,14 @@ def measure(version_dir: Path, sizes: Sequence[int], tflite_sizes: Sequence[int]
 
     A TFLite variant at the first of `tflite_threads` is keyed by its name, others get "@<n>t".
     """
-    card = json.loads((version_dir / "model_card.json").read_text())
+    card = load_card(version_dir).raw
     (input_name,) = card["samples"]["inputs"]
     batch = lambda rows: sample_batch(card, input_name, rows)  # noqa: E731
     result: dict = {"input": input_name}
-    if sizes and (version_dir / "saved_model.pb").exists():
+    if sizes and (version_dir / SAVEDMODEL_FILE).exists():
         result["savedmodel"] = savedmodel_rates(version_dir, input_name, batch, sizes, seconds=seconds, repeats=repeats)
     for variant in TFLITE_VARIANTS:
-        path = version_dir / "tflite" / f"{variant}.tflite"
+        path = variant_path(version_dir, variant)
         for i, threads in enumerate(tflite_threads):
             if path.exists():
                 result[variant if i == 0 else f"{variant}@{threads}t"] = litert_rates(

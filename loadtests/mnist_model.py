@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.card import new_card, variant_entry, write_card
+from contract.layout import TFLITE_VARIANTS, variant_path
+
 MODEL_NAME = "mnist_cnn"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+VARIANTS = TFLITE_VARIANTS
 N_SAMPLES = 8  # rows of the card's samples (warm-up and the consistency guard)
 
 
@@ -128,42 +131,38 @@ def build_repository(repository: Path, *, epochs: int = 3, version: int = 1, see
     export_savedmodel(model, tmp)
     serve = tf.saved_model.load(str(tmp)).signatures["serving_default"]
     sm_test = serve(**{INPUT_NAME: tf.constant(x_test)})[OUTPUT_NAME].numpy()
-    variants = {"savedmodel": _variant_entry(".", _dir_bytes(tmp), sm_test, y_test, epochs)}
-    (tmp / "tflite").mkdir()
+    accuracy = float((sm_test.argmax(1) == y_test).mean()) if epochs else None
+    variants = {"savedmodel": variant_entry("savedmodel", published=True, accuracy=accuracy,
+                                            size_bytes=_dir_bytes(tmp))}
     for variant in VARIANTS:
-        path = tmp / "tflite" / f"{variant}.tflite"
+        path = variant_path(tmp, variant)
+        path.parent.mkdir(exist_ok=True)
         path.write_bytes(convert(tmp, variant, x_train[:200]))
         accuracy = variant_accuracy(path, variant, x_test, y_test) if epochs else None
-        variants[variant] = {**_variant_entry(f"tflite/{variant}.tflite", path.stat().st_size, None, None, 0),
-                             "accuracy": accuracy, "interface": "int8" if variant == "int8" else "float"}
+        variants[variant] = variant_entry(variant, published=True, interface="int8" if variant == "int8" else "float",
+                                          accuracy=accuracy, size_bytes=path.stat().st_size)
     samples = (x_test[:N_SAMPLES], sm_test[:N_SAMPLES])
     card = _card(version, epochs, seed, variants, samples=samples, n_train=len(x_train), n_test=len(x_test))
-    (tmp / "model_card.json").write_text(json.dumps(card, indent=1))
+    write_card(tmp, card)
     final = repository / MODEL_NAME / str(version)
     os.rename(tmp, final)
     return final
 
 
-def _variant_entry(path: str, size_bytes: int, probabilities, y_test, epochs: int) -> dict:
-    accuracy = float((probabilities.argmax(1) == y_test).mean()) if epochs and probabilities is not None else None
-    return {"path": path, "interface": "float", "published": True, "accuracy": accuracy, "size_bytes": size_bytes}
-
-
 def _card(version, epochs, seed, variants, *, samples, n_train, n_test) -> dict:
-    return {
-        "schema_version": 1, "name": MODEL_NAME, "version": version, "recipe": "mnist_cnn_bench",
-        "task": "classification", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hyperparameters": {"epochs": epochs, "batch_size": 32, "optimizer": "adam"}, "seed": seed,
-        "data": {"source": "sklearn.datasets.load_digits upscaled to 28x28", "n_train": n_train, "n_test": n_test},
-        "signature": {
-            "name": "serving_default",
-            "inputs": {INPUT_NAME: {"dtype": "float32", "shape": [None, 28, 28, 1]}},
-            "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None, 10]}},
-        },
-        "variants": variants,
-        "quality_gate": {"max_accuracy_drop_points": None},  # the benchmark publishes every variant
-        "samples": {"inputs": {INPUT_NAME: samples[0].tolist()}, "outputs": {OUTPUT_NAME: samples[1].tolist()}},
+    signature = {
+        "name": "serving_default",
+        "inputs": {INPUT_NAME: {"dtype": "float32", "shape": [None, 28, 28, 1]}},
+        "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": [None, 10]}},
     }
+    return new_card(
+        MODEL_NAME, version, task="classification", signature=signature, variants=variants,
+        samples=({INPUT_NAME: samples[0]}, {OUTPUT_NAME: samples[1]}), recipe="mnist_cnn_bench",
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        hyperparameters={"epochs": epochs, "batch_size": 32, "optimizer": "adam"}, seed=seed,
+        data={"source": "sklearn.datasets.load_digits upscaled to 28x28", "n_train": n_train, "n_test": n_test},
+        quality_gate={"max_accuracy_drop_points": None},  # the benchmark publishes every variant
+    )
 
 
 def _dir_bytes(path: Path) -> int:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+
+from loadtests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = Path(__file__).resolve().parent / "mlserver_runtime"
@@ -69,13 +70,6 @@ def installed_version(venv_dir: Path = VENV_DIR) -> str | None:
 def served_name(saved_model_dir: Path) -> str:
     """The model name Batchwise would serve: `<repo>/<model>/<version>` -> model, any other folder -> its name."""
     return saved_model_dir.parent.name if saved_model_dir.name.isdigit() else saved_model_dir.name
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_repository(

@@ -33,9 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from loadtests.servers import start_server  # noqa: E402
 from service.api import get_model_status_pb2, model_service_pb2_grpc, predict_pb2  # noqa: E402
 from service.rpc.codec import to_tensor_proto  # noqa: E402
-from tests.support.process import free_port, start_server, wait_serving  # noqa: E402
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -160,20 +160,17 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="reload-bench-"))
     repo = work / "repo"
     source = build_repository(repo)
-    port = free_port()
-    target = f"127.0.0.1:{port}"
     log_path = work / "server.log"
-    server = start_server(["--repository.path", str(repo), "--server.port", str(port),
-                           "--repository.poll-interval-s", "0.25"], log_path=log_path)
+    server = start_server(["--repository.path", str(repo), "--repository.poll-interval-s", "0.25"], log_path=log_path)
+    target = server.target
     publisher = Publisher(target, repo, source)
     try:
-        wait_serving(target, server)
+        server.wait_serving()
         publisher.start()
         phases = run_phases(target, publisher, args.concurrency, args.phase_s)
     finally:
         publisher.done.set()
-        server.terminate()
-        server.wait(30)
+        server.stop()
     reloads = reload_times(log_path.read_text())[1:]  # B/1 loads at start-up
     report = {
         "benchmark": "reload_bench", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

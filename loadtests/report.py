@@ -96,16 +96,17 @@ def _rate(rates: list[dict] | None, batch: int) -> float | None:
 
 def variant_table(version_dir: Path, ceiling: dict, served: dict) -> dict:
     """Per variant: file size, accuracy from the card, in-process rows/s at batch 1 and 32, served at 64."""
-    import json
+    from contract.card import load_card
+    from contract.layout import CARD_FILE, TFLITE_DIR, variant_path
 
-    card = json.loads((version_dir / "model_card.json").read_text())
+    card = load_card(version_dir).raw
     rows = {}
     for variant, entry in card.get("variants", {}).items():
         if variant == "savedmodel":
-            files = [p for p in version_dir.rglob("*") if p.is_file() and "tflite" not in p.parts]
-            size = sum(p.stat().st_size for p in files if p.name != "model_card.json")
+            files = [p for p in version_dir.rglob("*") if p.is_file() and TFLITE_DIR not in p.parts]
+            size = sum(p.stat().st_size for p in files if p.name != CARD_FILE)
         else:
-            path = version_dir / "tflite" / f"{variant}.tflite"
+            path = variant_path(version_dir, variant)
             size = path.stat().st_size if path.exists() else None
         point = served.get(variant) or {}
         alternates = [k for k in ceiling if k.startswith(f"{variant}@")]

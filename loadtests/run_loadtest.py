@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make the loadtests package importable
+
+from loadtests.servers import free_port, start_server  # noqa: E402
+
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 DEFAULT_REPORT_DIR = Path(__file__).resolve().parent / "reports"
 LOCUST_EXTRA_S = 120.0  # spawn, discovery, stop timeout and report writing on top of --run-time
@@ -63,50 +61,6 @@ def has_models(repository: Path) -> bool:
                for v in m.iterdir())
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(repository: Path, port: int, extra_args: list[str], log_path: Path) -> subprocess.Popen:
-    """Start `python -m service` on 127.0.0.1:`port` serving `repository`; its output goes to `log_path`."""
-    args = [sys.executable, "-m", "service", "--repository.path", str(repository), "--server.host", "127.0.0.1",
-            "--server.port", str(port), "--metrics.port", str(free_port()), *extra_args]
-    log = open(log_path, "wb")  # noqa: SIM115 - the child owns it; closed when this process exits
-    return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    """Block until the server's health is SERVING; raise RuntimeError if it exits or times out."""
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with status {proc.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.3)
-    raise RuntimeError(f"the server at {target} was not SERVING after {timeout_s} s")
-
-
-def stop_server(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """SIGTERM (graceful drain), then SIGKILL after `grace_s`."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def locust_command(args: argparse.Namespace, target: str, locust_args: list[str]) -> list[str]:
     """The headless locust command line: bounded users and time, CSV + HTML reports in --report-dir."""
     prefix = args.report_dir / args.report_name
@@ -137,17 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         if not has_models(args.repository):
             print(f"{args.repository} holds no model version: run `make demo-models` first", file=sys.stderr)
             return SETUP_FAILED
-        port = free_port()
         server_log = args.report_dir / f"{args.report_name}_server.log"
-        proc = start_server(args.repository, port, args.server_arg, server_log)
-        try:
-            wait_serving(f"127.0.0.1:{port}", proc, args.ready_timeout_s)
-            status = run_locust(args, f"127.0.0.1:{port}", locust_args)
-        except RuntimeError as exc:
-            print(f"{exc}; see {server_log}", file=sys.stderr)
-            return SETUP_FAILED
-        finally:
-            stop_server(proc)
+        server_args = ["--repository.path", str(args.repository), "--server.host", "127.0.0.1",
+                       "--metrics.port", str(free_port()), *args.server_arg]
+        with start_server(server_args, log_path=server_log) as server:
+            try:
+                server.wait_serving(args.ready_timeout_s)
+            except RuntimeError as exc:
+                print(f"{exc}\nsee {server_log}", file=sys.stderr)
+                return SETUP_FAILED
+            status = run_locust(args, server.target, locust_args)
     print(f"reports: {args.report_dir / args.report_name}_stats.csv, {args.report_dir / args.report_name}.html "
           f"(exit status {status})")
     return status

@@ -18,10 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,11 +26,12 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract.layout import is_model_name  # noqa: E402
+from loadtests.servers import RunningServer, free_port, start_server  # noqa: E402
 from service.api import (  # noqa: E402
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -48,7 +45,6 @@ from service.rpc.codec import numpy_dtype, to_tensor_proto  # noqa: E402
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MIB = 1024 * 1024
 
 
@@ -195,38 +191,18 @@ def reset_peak(pid: int) -> None:
         print("note: cannot reset the peak RSS (VmHWM); the peak below counts from the server's start")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m service` on free ports, logging to log_path; returns (process, target) once SERVING."""
-    port = free_port()
-    env = {**os.environ, "BATCHWISE_METRICS__PORT": str(free_port()), "BATCHWISE_REPOSITORY__POLL_INTERVAL_S": "0"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service", "--repository.path", str(repository),
-                                 "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
-    target = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            with grpc.insecure_channel(target) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return proc, target
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"server not SERVING after 300 s; see {log_path}")
+def start_soak_server(repository: Path, log_path: Path) -> RunningServer:
+    """`python -m service` serving `repository` on free ports (no polling), logging to log_path, once SERVING."""
+    env = {"BATCHWISE_METRICS__PORT": str(free_port()), "BATCHWISE_REPOSITORY__POLL_INTERVAL_S": "0"}
+    server = start_server(["--repository.path", str(repository)], env=env, log_path=log_path, name="soak server")
+    try:
+        return server.wait_serving(timeout_s=300)
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}\nsee {log_path}") from None
 
 
 def models_in(repository: Path) -> list[str]:
-    return sorted(p.name for p in repository.iterdir() if p.is_dir() and MODEL_NAME.fullmatch(p.name))
+    return sorted(p.name for p in repository.iterdir() if p.is_dir() and is_model_name(p.name))
 
 
 # ---- report ------------------------------------------------------------------------------------
@@ -252,14 +228,14 @@ def report(outcomes: Counter, elapsed_s: float, rss: dict[str, int]) -> dict:
     return result
 
 
-def server_under_test(args: argparse.Namespace) -> tuple[subprocess.Popen | None, str, int | None]:
-    """(process we started or None, target, pid for RSS readings or None)."""
+def server_under_test(args: argparse.Namespace) -> tuple[RunningServer | None, str, int | None]:
+    """(server we started or None, target, pid for RSS readings or None)."""
     if args.target:
         return None, args.target, args.server_pid
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"batchwise-soak-{os.getpid()}.log"
-    proc, target = start_server(args.repository, log_path)
-    print(f"server pid {proc.pid} on {target}, log {log_path}", flush=True)
-    return proc, target, proc.pid
+    server = start_soak_server(args.repository, log_path)
+    print(f"server pid {server.pid} on {server.target}, log {log_path}", flush=True)
+    return server, server.target, server.pid
 
 
 def machine() -> dict:
@@ -295,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         result = soak(args, target, pid)
     finally:
         if proc is not None:  # also when the soak itself failed: never leave the server running
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            exit_code = proc.wait(60)
+            exit_code = proc.stop(60)
     if proc is not None:
         result["server_exit_code"] = exit_code
     print(json.dumps(result, indent=2))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.card import variant_entry
+from contract.layout import variant_path
 from models.card import build_card, write_card
 from models.data import Dataset
 from models.evaluate import (
@@ -62,7 +64,7 @@ def write_version(folder: Path, ctx: VersionContext) -> dict:
     sample_outputs = {data.output_name: predict(samples)}
     card = build_card(ctx, signature=signature, variants=variants,
                       samples=({data.input_name: samples}, sample_outputs))
-    write_card(folder / "model_card.json", card)
+    write_card(folder, card)
     return card
 
 
@@ -71,16 +73,15 @@ def _savedmodel_variant(folder: Path, data: Dataset, predict) -> dict:
     one_row = data.x_test[:1]
     size, gzipped = file_sizes(savedmodel_files(folder))
     latency = round(latency_ms(lambda: predict(one_row)), 4)
-    return {"path": ".", "interface": "float", "published": True, metric_name(data.task): metric,
-            "size_bytes": size, "gzip_size_bytes": gzipped, "latency_ms_batch1": latency}
+    return variant_entry("savedmodel", published=True, **{metric_name(data.task): metric}, size_bytes=size,
+                         gzip_size_bytes=gzipped, latency_ms_batch1=latency)
 
 
 def _tflite_variant(folder: Path, name: str, data: Dataset, calibration: np.ndarray, *,
                     gate_against: tuple[dict, float]) -> dict:
     """Convert, measure and gate (against the reference variant, max drop) one variant; write it if it passes."""
     reference, max_drop = gate_against
-    relative = f"tflite/{name}.tflite"
-    entry: dict = {"path": relative, "interface": INTERFACES[name], "published": False}
+    entry = variant_entry(name, published=False, interface=INTERFACES[name])
     try:
         model_bytes = convert(folder, name, data.input_name, calibration)
         runtime = LiteRTModel(model_bytes)
@@ -101,8 +102,9 @@ def _tflite_variant(folder: Path, name: str, data: Dataset, calibration: np.ndar
     if reason:
         entry["refused_reason"] = reason
         return entry
-    (folder / "tflite").mkdir(exist_ok=True)
-    (folder / relative).write_bytes(model_bytes)
+    path = variant_path(folder, name)
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(model_bytes)
     entry["published"] = True
     return entry
 

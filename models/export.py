@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -12,25 +11,25 @@ from typing import TypeVar
 
 import numpy as np
 
+from contract.layout import MODEL_NAME_RULE, is_model_name, parse_version
 from models.errors import TrainerError
 
 SIGNATURE = "serving_default"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 T = TypeVar("T")
 
 
 def validate_model_name(name: str) -> str:
     """Return name if it is a valid repository model name, else raise TrainerError."""
-    if not MODEL_NAME.match(name) or ".." in name:
-        raise TrainerError(f"invalid model name {name!r}: use letters, digits, '_', '.', '-' (no '..')")
+    if not is_model_name(name):
+        raise TrainerError(f"invalid model name {name!r}: use {MODEL_NAME_RULE}")
     return name
 
 
 def existing_versions(model_dir: Path) -> list[int]:
-    """The published versions (positive integer folder names) under model_dir, sorted."""
+    """The published versions (folder names the server reads as versions) under model_dir, sorted."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+    return sorted(v for p in model_dir.iterdir() if p.is_dir() and (v := parse_version(p.name)) is not None)
 
 
 def choose_version(repository: Path, name: str, requested: int | None) -> int:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import time
-from functools import partial
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -66,7 +65,8 @@ class BatchwiseServer:
         self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
-        self.manager = ModelManager(settings, VariantLoader(settings), self._build_batcher, listeners)
+        loader = VariantLoader(settings, self.metrics.count_clipped if self.metrics else None)
+        self.manager = ModelManager(settings, loader, self._build_batcher, listeners)
         self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
         self.calls = CallTracker()
@@ -155,14 +155,13 @@ class BatchwiseServer:
         return interceptors
 
     def _build_batcher(self, servable: ServableVersion, spec: SignatureSpec) -> DynamicBatcher:
-        """One batcher per signature: one worker per GPU copy, else num_batch_workers workers."""
+        """One batcher per signature: one worker per copy of the model (GPUs), else num_batch_workers workers."""
         settings = self.settings.batching_for(servable.model)
         if not all(tensor.batched for tensor in spec.inputs.values()):
             settings = settings.model_copy(update={"enabled": False})  # no batch dimension to merge along
-        per_device = getattr(servable.backend, "worker_predict_fns", None)
-        workers = per_device(spec.name) if per_device else []
+        workers = servable.backend.worker_predict_fns(spec.name)
         if len(workers) < 2:
-            workers = [partial(servable.backend.predict, spec.name)] * settings.num_batch_workers
+            workers = workers * settings.num_batch_workers
         name = f"{servable.model}/{servable.version}/{servable.variant}/{spec.name}"
         observer = None
         if self.metrics is not None:

@@ -31,11 +31,11 @@ from service.api import (
 )
 from service.errors import InvalidArgument
 from service.rpc.codec import numpy_dtype, to_ndarray, to_tensor_proto
+from service.rpc.headers import VARIANT_HEADER
+from service.runtime.base import DEFAULT_SIGNATURE
 
 DEFAULT_TARGET = "127.0.0.1:8500"
-DEFAULT_SIGNATURE = "serving_default"
 SIGNATURE_DEF = "signature_def"
-VARIANT_HEADER = "x-batchwise-variant"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 

@@ -1,7 +1,8 @@
 """Every Prometheus metric the server exports, defined once, plus the /metrics HTTP endpoint.
 
 Labels come only from a fixed, bounded set (model, version, variant, signature, method, code,
-reason, state, outcome); never from raw client data: an unknown model is labelled model="".
+reason, state, outcome, input: a model's own input name); never from raw client data: an unknown
+model is labelled model="".
 """
 
 from __future__ import annotations
@@ -128,6 +129,11 @@ class Metrics:
         self.version_state = family.gauge("model_version_state",
                                           "Model versions in each state (1 for the current state, else 0).",
                                           ("model", "version", "variant", "state"))
+        self.int8_clipped = family.counter(
+            "int8_clipped_input_values",
+            "Input values outside a full-integer variant's input quantization range (saturated: data drift).",
+            ("model", "version", "input"),
+        )
 
     # -- gRPC calls (the interceptor) --------------------------------------------------------
 
@@ -194,6 +200,13 @@ class Metrics:
         counter = self._predict_children.setdefault(ok_key, self.predict_requests.labels(*ok_key))
         self._ok_children.setdefault(labels, (counter, self.request_latency.labels(*labels)))
         return _BatchMetrics(self, labels)
+
+    def count_clipped(self, model: str, version: int, input_name: str, count: int) -> None:
+        """`count` values of `input_name` were clipped by an int8 variant's input quantization.
+
+        NOTE: called from batch worker threads (prometheus-client counters are thread-safe).
+        """
+        self.int8_clipped.labels(model, str(version), input_name).inc(count)
 
     # -- model lifecycle (a ModelManager listener) -------------------------------------------
 

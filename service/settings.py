@@ -4,18 +4,18 @@ Every field is reachable three ways, e.g. the batch timeout:
   CLI   --batching.batch-timeout-ms 2
   env   BATCHWISE_BATCHING__BATCH_TIMEOUT_MS=2
   file  [batching] batch_timeout_ms = 2      (file named by --config-file / BATCHWISE_CONFIG_FILE)
-Settings are built once in `load_settings` and passed down through constructors;
-nothing else in the service reads os.environ.
+An unknown key, at any level and from any source, is refused with the nearest valid one
+(service/settings_keys.py). Settings are built once in `load_settings` and passed down through
+constructors; nothing else in the service reads os.environ.
 """
 
 from __future__ import annotations
 
 import copy
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -24,7 +24,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Variant = Literal["auto", "savedmodel", "float32", "float16", "dynamic", "int8"]
+from contract.layout import KNOWN_VARIANTS
+from service.settings_keys import check_cli, check_env, check_file, check_keys
+
+VariantName = Literal[KNOWN_VARIANTS]  # type: ignore[valid-type]  # savedmodel, float32, ... (the contract's list)
+Variant = Literal[("auto", *KNOWN_VARIANTS)]  # type: ignore[valid-type]
+DEFAULT_FALLBACK_ORDER: tuple[str, ...] = ("int8", "dynamic", "float16", "float32", "savedmodel")
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 MIB = 1024 * 1024
 DEFAULT_LATENCY_BUCKETS_S = [
@@ -70,8 +75,8 @@ class RuntimeSettings(BaseModel):
     """Which artifact serves a model, and on which device."""
 
     variant: Variant = Field("auto", description="auto: SavedModel on GPU, best TFLite variant on CPU")
-    fallback_order: list[str] = Field(
-        ["int8", "dynamic", "float16", "float32", "savedmodel"],
+    fallback_order: list[VariantName] = Field(
+        list(DEFAULT_FALLBACK_ORDER),
         description="variants tried in order when variant=auto on a CPU node",
     )
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto uses a GPU when one is visible")
@@ -104,6 +109,23 @@ class BatchingSettings(BaseModel):
         return self
 
 
+def _overrides_of(section: type[BaseModel]) -> type[BaseModel]:
+    """A model with every field of `section`, each optional (None = not overridden).
+
+    Built from the section itself, so a field added to the section can be overridden per model
+    at once; the merged values are validated by the section (see Settings.batching_for).
+    """
+    fields: dict[str, Any] = {
+        name: (field.annotation | None, Field(None, description=field.description))
+        for name, field in section.model_fields.items()
+    }
+    return create_model(f"{section.__name__}Overrides", __doc__=f"Per-model overrides of {section.__name__}.",
+                        **fields)
+
+
+BatchingOverrides = _overrides_of(BatchingSettings)
+
+
 class ModelSettings(BaseModel):
     """Per-model overrides, under [models.<name>] in the config file.
 
@@ -116,7 +138,9 @@ class ModelSettings(BaseModel):
     versions: list[int] = Field([], description="with version_policy=specific")
     version_labels: dict[str, int] = Field({}, description="label -> version, e.g. stable = 1")
     variant: Variant | None = None
-    batching: dict[str, Any] = Field({}, description="any [batching] key, for this model only")
+    batching: BatchingOverrides = Field(  # type: ignore[valid-type]
+        default_factory=BatchingOverrides, description="any [batching] key, for this model only"
+    )
 
     @field_validator("version_labels")
     @classmethod
@@ -198,6 +222,24 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field({}, description="per-model settings by model name")
     _origin: tuple[tuple[str, ...], dict[str, Any]] | None = PrivateAttr(None)  # what load_settings was given
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_keys(cls, data: Any) -> Any:
+        """Every key of every source, merged: unknown ones are refused here, whatever the nesting."""
+        if isinstance(data, dict):
+            check_keys(cls, data)
+        return data
+
+    @model_validator(mode="after")
+    def _model_overrides_valid(self) -> Settings:
+        for model in self.models:
+            try:
+                self.batching_for(model)  # a bad override stops the start, not the model's first load
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'batching'}: {e['msg']}" for e in exc.errors())
+                raise ValueError(f"models.{model}.batching (merged with [batching]): {problems}") from None
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -207,7 +249,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = _CONFIG_FILE_HINT.get("path")
+        config_file = getattr(init_settings, "init_kwargs", {}).get("config_file")  # load_settings puts it there
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
@@ -230,7 +272,7 @@ class Settings(BaseSettings):
 
     def batching_for(self, model: str) -> BatchingSettings:
         """The batching settings for `model`: server defaults updated by its overrides."""
-        overrides = self.models.get(model, ModelSettings()).batching
+        overrides = self.models.get(model, ModelSettings()).batching.model_dump(exclude_none=True)
         return BatchingSettings.model_validate({**self.batching.model_dump(), **overrides})
 
     def variant_for(self, model: str) -> Variant:
@@ -239,24 +281,20 @@ class Settings(BaseSettings):
         return override or self.runtime.variant
 
 
-# The config file is itself a setting (CLI or env), so it is resolved before the others.
-# NOTE: a process-wide hint, so load_settings holds _LOAD_LOCK while it is set (the config
-# watcher reloads on a worker thread while other code may build settings).
-_CONFIG_FILE_HINT: dict[str, Path | None] = {}
-_LOAD_LOCK = threading.Lock()
-
-
 def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
     """Build Settings from argv (CLI), the BATCHWISE_* environment and the config file they name.
 
     Keyword overrides (used by tests and embedders) win over everything else. The result
     remembers argv and overrides so that `Settings.reload()` rebuilds it the same way.
-    Raises pydantic.ValidationError, FileNotFoundError, or SystemExit (--help, bad flags).
+    Raises UnknownSettingError (a key no setting has, from any source), pydantic.ValidationError,
+    FileNotFoundError, or SystemExit (--help, malformed flags).
     """
     import argparse
     import os
 
     args = list(argv or [])
+    check_cli(Settings, args)
+    check_env(Settings, os.environ)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config-file", type=Path, default=None)
     config_file = pre.parse_known_args(args)[0].config_file or overrides.get("config_file")
@@ -264,13 +302,12 @@ def load_settings(argv: list[str] | None = None, **overrides: Any) -> Settings:
         config_file = Path(os.environ["BATCHWISE_CONFIG_FILE"])
     if config_file is not None and not Path(config_file).is_file():
         raise FileNotFoundError(f"config file {config_file} does not exist")
+    if config_file is not None:
+        check_file(Settings, Path(config_file))
     origin = (tuple(args), copy.deepcopy(overrides))
-    with _LOAD_LOCK:
-        _CONFIG_FILE_HINT["path"] = config_file
-        try:
-            cli = CliSettingsSource(Settings, root_parser=None)
-            settings = Settings(_cli_settings_source=cli(args=args), **overrides)
-        finally:
-            _CONFIG_FILE_HINT.clear()
+    # The config file is itself a setting (CLI or env), resolved above; the sources read it from here.
+    file_hint = {"config_file": Path(config_file)} if config_file is not None else {}
+    cli = CliSettingsSource(Settings, root_parser=None)
+    settings = Settings(_cli_settings_source=cli(args=args), **(overrides | file_hint))
     settings._origin = origin
     return settings

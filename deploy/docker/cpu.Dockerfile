@@ -17,6 +17,7 @@ RUN pip install --no-cache-dir --requirement /tmp/requirements.txt
 WORKDIR /src
 COPY pyproject.toml ./
 COPY service/ service/
+COPY contract/ contract/
 # --no-deps: every dependency came from the lock above; `pip check` proves the set is consistent.
 RUN pip install --no-cache-dir --no-deps . \
     && pip check

@@ -8,30 +8,23 @@ non-integer names, files) is ignored.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from contract.card import CardError, ModelCard, load_card
+from contract.layout import MODEL_NAME_RULE, has_artifact, is_model_name, parse_version
 from service.errors import InvalidArgument, ModelLoadError
 
 log = logging.getLogger(__name__)
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-MAX_VERSION = 2**63 - 1
-CARD_FILE = "model_card.json"
 
 
 def validate_model_name(name: str) -> str:
     """Return `name` if it is a safe model name; raise InvalidArgument otherwise."""
-    if not MODEL_NAME_RE.fullmatch(name) or ".." in name:
+    if not is_model_name(name):
         shown = name if len(name) <= 64 else name[:64] + "..."
-        raise InvalidArgument(
-            f"model_spec.name: {shown!r} is not a valid model name "
-            "(expected 1-128 characters of letters, digits, '_', '.', '-', starting with a letter or digit)"
-        )
+        raise InvalidArgument(f"model_spec.name: {shown!r} is not a valid model name (expected {MODEL_NAME_RULE})")
     return name
 
 
@@ -88,7 +81,7 @@ class RepositoryLayout:
         """
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and MODEL_NAME_RE.fullmatch(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_model_name(p.name))
 
     def versions(self, model: str) -> list[VersionDir]:
         """Complete versions of `model`, ascending.
@@ -101,11 +94,11 @@ class RepositoryLayout:
             return []
         found = []
         for entry in model_dir.iterdir():
-            version = _parse_version(entry.name)
+            version = parse_version(entry.name)
             if version is None:
                 continue
             try:
-                if entry.is_dir() and self._inside(entry) and _has_artifact(entry):
+                if entry.is_dir() and self._inside(entry) and has_artifact(entry):
                     found.append(VersionDir(model, version, entry, _fingerprint(entry)))
             except FileNotFoundError:
                 continue  # deleted while we looked at it: it is gone
@@ -135,29 +128,16 @@ class RepositoryLayout:
         return False
 
 
-def read_card(version_dir: Path) -> dict[str, Any] | None:
-    """The version's model card, or None if it has none. Raises ModelLoadError if it is malformed."""
-    card_path = version_dir / CARD_FILE
-    if not card_path.is_file():
-        return None
+def read_card(version_dir: Path) -> ModelCard | None:
+    """The version's model card, typed, or None if it has none.
+
+    Raises ModelLoadError naming the file and the field when the card is unreadable, breaks the
+    schema (contract/model_card.schema.json) or has a major schema_version this server does not know.
+    """
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{card_path}: unreadable model card: {exc}") from exc
-    if not isinstance(card, dict):
-        raise ModelLoadError(f"{card_path}: model card must be a JSON object")
-    return card
-
-
-def _parse_version(name: str) -> int | None:
-    if not name.isdigit() or name.startswith("0"):
-        return None
-    version = int(name)
-    return version if 0 < version <= MAX_VERSION else None
-
-
-def _has_artifact(path: Path) -> bool:
-    return (path / "saved_model.pb").is_file() or any((path / "tflite").glob("*.tflite"))
+        return load_card(version_dir)
+    except CardError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def _fingerprint(path: Path) -> str:

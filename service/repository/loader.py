@@ -8,33 +8,61 @@ when a candidate fails to load or disagrees with the model card's recorded outpu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from contract.card import ModelCard
 from service.errors import ModelLoadError, ServingError
 from service.repository.layout import VersionDir
-from service.repository.variants import SAVEDMODEL, check_consistency, choose_variants, discover_variants
+from service.repository.variants import SAVEDMODEL, VersionFiles, check_consistency, choose_variants
 from service.runtime.base import Backend
 from service.runtime.devices import gpu_visible, is_tensorflow_available
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+ClipCounter = Callable[[str, int, str, int], None]  # (model, version, input, values clipped), e.g. Metrics'
+
+
+class ClippingReporter:
+    """Where one version's TFLite backend reports inputs its int8 quantization clipped.
+
+    Counts them in `counter` (if any) and logs a warning the first time it happens for the version.
+    NOTE: called from batch worker threads; at worst two threads both log the first warning.
+    """
+
+    def __init__(self, model: str, version: int, variant: str, counter: ClipCounter | None) -> None:
+        self.model, self.version, self.variant = model, version, variant
+        self._counter = counter
+        self.warned = False
+
+    def __call__(self, input_name: str, count: int) -> None:
+        if not self.warned:
+            self.warned = True
+            log.warning(
+                "model %s version %s variant %s: %d value(s) of input %r are outside its int8 quantization range "
+                "and were clipped; the inputs may have drifted from the calibration data "
+                "(counted in batchwise_int8_clipped_input_values_total, logged once per version)",
+                self.model, self.version, self.variant, count, input_name,
+            )
+        if self._counter is not None:
+            self._counter(self.model, self.version, input_name, count)
 
 
 class VariantLoader:
     """Callable backend factory for the ModelManager.
 
-    `__call__(source, card, variant=None)` returns a loaded Backend; `variant` forces one variant
+    `__call__(files, variant=None)` returns a loaded Backend; `variant` forces one variant
     (a per-request override). Raises ModelLoadError with every candidate's failure, or a
     ServingError (NotFound / FailedPrecondition) for a variant that cannot be served here.
     NOTE: blocking; runs on the manager's loader threads.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, count_clipped: ClipCounter | None = None) -> None:
         self._settings = settings
+        self._count_clipped = count_clipped
 
-    def __call__(self, source: VersionDir, card: dict[str, Any] | None, variant: str | None = None) -> Backend:
-        available = discover_variants(source.path, card)
+    def __call__(self, files: VersionFiles, variant: str | None = None) -> Backend:
+        source, card, available = files.source, files.card, files.variants
         tf_available = is_tensorflow_available()
         requested = variant or self._settings.variant_for(source.model)
         runtime = self._settings.runtime
@@ -77,11 +105,12 @@ class VariantLoader:
             backend = TFLiteBackend(
                 path, variant=variant, num_threads=runtime.tflite_threads, pool_size=runtime.tflite_pool_size,
                 allowed_batch_sizes=self._settings.batching_for(source.model).allowed_batch_sizes,
+                on_clipped=ClippingReporter(source.model, source.version, variant, self._count_clipped),
             )
         backend.load()
         return backend
 
-    def _guard(self, backend: Backend, card: dict[str, Any] | None) -> None:
+    def _guard(self, backend: Backend, card: ModelCard | None) -> None:
         runtime = self._settings.runtime
         try:
             check_consistency(

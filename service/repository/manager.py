@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
 
 from service.errors import FailedPrecondition, InvalidArgument, ModelLoadError, NotFound, Unavailable
-from service.repository.layout import RepositoryLayout, VersionDir, read_card, validate_model_name
+from service.repository.layout import RepositoryLayout, VersionDir, validate_model_name
 from service.repository.live_config import ConfigWatcher, check_labels, live_part, with_live
 from service.repository.policy import wanted_versions
 from service.repository.servable import Batcher, ServableVersion, VersionState
-from service.repository.variants import discover_variants, require_variant
+from service.repository.variants import VersionFiles, read_version, require_variant
 from service.repository.warmup import warmup_batches
 from service.runtime.base import Backend, SignatureSpec
 from service.runtime.devices import is_tensorflow_available
@@ -30,9 +30,19 @@ from service.settings import ModelSettings, Settings
 
 log = logging.getLogger(__name__)
 
-BackendFactory = Callable[[VersionDir, dict[str, Any] | None, str | None], Backend]
+BackendFactory = Callable[[VersionFiles, str | None], Backend]
 BatcherFactory = Callable[[ServableVersion, SignatureSpec], Batcher]
 Listener = Callable[[ServableVersion], None]
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """What a loader thread hands back: the version's files, its warmed backend, and how long each step took."""
+
+    files: VersionFiles
+    backend: Backend
+    load_s: float  # card, variant discovery, backend load incl. variant choice and consistency guard
+    warmup_s: float  # warm-up calls at every batch size
 START, LOADING, AVAILABLE, UNLOADING, END = VersionState
 
 
@@ -240,7 +250,9 @@ class ModelManager:
         loop = asyncio.get_running_loop()
         try:
             loaded = await loop.run_in_executor(self._loader, self._load_blocking, servable.source, variant)
-            servable.card, servable.available_variants, servable.backend, servable.load_s, servable.warmup_s = loaded
+            servable.card, servable.backend = loaded.files.card, loaded.backend
+            servable.available_variants = tuple(loaded.files.variants)
+            servable.load_s, servable.warmup_s = loaded.load_s, loaded.warmup_s
             for name, spec in servable.signatures.items():
                 servable.batchers[name] = self._batcher_factory(servable, spec)
                 await servable.batchers[name].start()
@@ -257,21 +269,23 @@ class ModelManager:
         self._set_state(servable, AVAILABLE)
         return True
 
-    def _load_blocking(self, source: VersionDir, variant: str | None) -> tuple:
-        """(card, variants, backend, load_s, warmup_s). NOTE: runs on a loader thread; touches no servable."""
+    def _load_blocking(self, source: VersionDir, variant: str | None) -> LoadedVersion:
+        """Read the card and variants once, load the backend, warm it up.
+
+        NOTE: runs on a loader thread; touches no servable.
+        """
         started = time.monotonic()
-        card = read_card(source.path)
-        variants = tuple(discover_variants(source.path, card))
-        backend = self._backend_factory(source, card, variant)
+        files = read_version(source)
+        backend = self._backend_factory(files, variant)
         load_s = time.monotonic() - started
         batching = self._settings.batching_for(source.model)
         try:
-            for signature, batch in warmup_batches(backend.signatures, card, batching):
+            for signature, batch in warmup_batches(backend.signatures, files.card, batching):
                 backend.predict(signature, batch)
         except Exception as exc:
             backend.unload()
             raise ModelLoadError(f"warm-up failed: {type(exc).__name__}: {exc}") from exc
-        return card, variants, backend, load_s, time.monotonic() - started - load_s
+        return LoadedVersion(files, backend, load_s, time.monotonic() - started - load_s)
 
     async def with_variant(self, servable: ServableVersion, variant: str) -> ServableVersion:
         """`servable` served by `variant` (a per-request override), loading that variant on first use.

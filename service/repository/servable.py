@@ -6,10 +6,11 @@ import asyncio
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from contract.card import ModelCard
 from service.errors import InvalidArgument, Unavailable
 from service.repository.layout import VersionDir
 from service.runtime.base import DEFAULT_SIGNATURE, Backend, SignatureSpec
@@ -44,7 +45,7 @@ class ServableVersion:
     state: VersionState = VersionState.START
     error: str | None = None
     backend: Backend | None = None
-    card: dict[str, Any] | None = None
+    card: ModelCard | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
     available_variants: tuple[str, ...] = ()
     alternates: dict[str, asyncio.Task] = field(default_factory=dict)  # variant -> task loading it

@@ -1,6 +1,6 @@
 """Which artifact serves a model version: discover its variants, order the candidates, guard consistency.
 
-Pure logic over the version folder and its model card (a dict); nothing here imports TensorFlow
+Pure logic over the version folder and its typed model card; nothing here imports TensorFlow
 or LiteRT, so a CPU node without TensorFlow can use all of it.
 """
 
@@ -8,46 +8,65 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from contract import layout
+from contract.card import ModelCard
+from contract.layout import KNOWN_VARIANTS, SAVEDMODEL, SAVEDMODEL_FILE
 from service.errors import FailedPrecondition, ModelLoadError, NotFound
+from service.repository.layout import VersionDir, read_card
 from service.runtime.base import DEFAULT_SIGNATURE, Backend
+from service.settings import DEFAULT_FALLBACK_ORDER
 
 log = logging.getLogger(__name__)
 
-SAVEDMODEL = "savedmodel"
-TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
-KNOWN_VARIANTS = (SAVEDMODEL, *TFLITE_VARIANTS)
-DEFAULT_FALLBACK_ORDER = ("int8", "dynamic", "float16", "float32", SAVEDMODEL)
+__all__ = ["DEFAULT_FALLBACK_ORDER", "KNOWN_VARIANTS", "SAVEDMODEL"]
 CLASSIFICATION_TASKS = frozenset({"classification", "binary"})
-VARIANT_METADATA_KEY = "x-batchwise-variant"  # gRPC metadata key for a per-request variant
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """What a version folder offers, read once per load: its typed card (None without one) and its variants."""
+
+    source: VersionDir
+    card: ModelCard | None
+    variants: Mapping[str, Path]  # variant -> artifact path, see discover_variants
+
+
+def read_version(source: VersionDir) -> VersionFiles:
+    """Read the card and discover the variants of `source`. Raises ModelLoadError for an invalid card.
+
+    NOTE: blocking file I/O; runs on a loader thread.
+    """
+    card = read_card(source.path)
+    return VersionFiles(source, card, discover_variants(source.path, card))
 
 
 def variant_path(version_dir: Path, variant: str) -> Path:
     """Where `variant` lives in a version folder (the repository contract; the card's "path" is not trusted)."""
-    if variant == SAVEDMODEL:
-        return version_dir
-    if variant not in TFLITE_VARIANTS:
-        raise NotFound(_unknown(variant))
-    return version_dir / "tflite" / f"{variant}.tflite"
+    try:
+        return layout.variant_path(version_dir, variant)
+    except ValueError:
+        raise NotFound(_unknown(variant)) from None
 
 
-def discover_variants(version_dir: Path, card: Mapping[str, Any] | None) -> dict[str, Path]:
+def discover_variants(version_dir: Path, card: ModelCard | None) -> dict[str, Path]:
     """The variants this version offers, variant -> artifact path, in KNOWN_VARIANTS order.
 
     savedmodel is offered when saved_model.pb exists. A TFLite variant is offered when its file
     exists and, if there is a model card, the card marks it published (the trainer's quality
     gate); without a card every present file is offered.
     """
-    published = _published(card)
+    published = card.published_variants if card is not None else None
     found = {}
     for variant in KNOWN_VARIANTS:
         path = variant_path(version_dir, variant)
         if variant == SAVEDMODEL:
-            if (path / "saved_model.pb").is_file():
+            if (path / SAVEDMODEL_FILE).is_file():
                 found[variant] = path
         elif path.is_file() and (published is None or variant in published):
             found[variant] = path
@@ -102,23 +121,21 @@ def choose_variants(
     return candidates
 
 
-def check_consistency(
-    backend: Backend, card: Mapping[str, Any] | None, *, atol: float, min_top1_agreement: float
-) -> None:
+def check_consistency(backend: Backend, card: ModelCard | None, *, atol: float, min_top1_agreement: float) -> None:
     """Run the card's sample inputs through `backend` and compare with the card's (SavedModel) outputs.
 
     Every output needs max |difference| <= atol; classification/binary cards also need top-1
     agreement >= min_top1_agreement. A card without samples cannot be checked (logged, accepted).
     Raises ModelLoadError naming the variant, the metric and the threshold.
     """
-    samples = (card or {}).get("samples") or {}
-    if not samples.get("inputs") or not samples.get("outputs"):
+    samples = card.samples if card is not None else None
+    if samples is None or not samples.inputs or not samples.outputs:
         log.warning("variant %s: model card has no samples; consistency guard skipped", backend.variant)
         return
-    signature = ((card or {}).get("signature") or {}).get("name", DEFAULT_SIGNATURE)
-    outputs = _run_samples(backend, signature, samples["inputs"])
-    classify = (card or {}).get("task") in CLASSIFICATION_TASKS
-    for name, expected in samples["outputs"].items():
+    signature = card.signature_name or DEFAULT_SIGNATURE
+    outputs = _run_samples(backend, signature, samples.inputs)
+    classify = card.task in CLASSIFICATION_TASKS
+    for name, expected in samples.outputs.items():
         if name not in outputs:
             raise ModelLoadError(f"variant {backend.variant}: consistency guard: output {name!r} is missing")
         min_top1 = min_top1_agreement if classify else None
@@ -169,13 +186,6 @@ def top1_agreement(got: np.ndarray, reference: np.ndarray) -> float:
         threshold = 0.5 if ((reference >= 0) & (reference <= 1)).all() else 0.0
         matches = (got > threshold) == (reference > threshold)
     return float(np.mean(matches)) if matches.size else 1.0
-
-
-def _published(card: Mapping[str, Any] | None) -> set[str] | None:
-    if card is None:
-        return None
-    variants = card.get("variants") or {}
-    return {name for name, info in variants.items() if isinstance(info, Mapping) and info.get("published") is True}
 
 
 def _unknown(variant: str) -> str:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
+from contract.card import ModelCard
 from service.runtime.base import SignatureSpec
 from service.settings import BatchingSettings
 
 
 def warmup_batches(
-    signatures: Mapping[str, SignatureSpec], card: Mapping[str, Any] | None, batching: BatchingSettings
+    signatures: Mapping[str, SignatureSpec], card: ModelCard | None, batching: BatchingSettings
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield (signature, inputs) pairs covering every batch size the batcher will use.
 
@@ -28,10 +28,10 @@ def warmup_batches(
             yield name, {key: _tile(value, size) for key, value in rows.items()}
 
 
-def sample_rows(card: Mapping[str, Any] | None, spec: SignatureSpec) -> dict[str, np.ndarray] | None:
+def sample_rows(card: ModelCard | None, spec: SignatureSpec) -> dict[str, np.ndarray] | None:
     """The card's sample inputs as arrays of the signature's dtypes, or None if they do not fit."""
-    samples = ((card or {}).get("samples") or {}).get("inputs")
-    if not isinstance(samples, dict) or set(samples) != set(spec.inputs):
+    samples = card.samples.inputs if card is not None and card.samples is not None else None
+    if samples is None or set(samples) != set(spec.inputs):
         return None
     try:
         arrays = {name: np.asarray(samples[name], dtype=spec.inputs[name].dtype) for name in spec.inputs}

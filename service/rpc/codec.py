@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
+from service.cache import BoundedCache
 from service.errors import InvalidArgument, ResourceExhausted, ServingError
 
 DT = types_pb2.DataType  # NOTE: DT.DT_X goes through a slow __getattr__; hot paths use types_pb2.DT_X (plain ints)
@@ -135,7 +136,12 @@ def datatype_of(np_dtype: object) -> int:
 
 
 def to_ndarray(
-    proto: tensor_pb2.TensorProto, name: str, *, max_elements: int, max_string_bytes: int | None = None
+    proto: tensor_pb2.TensorProto,
+    name: str,
+    *,
+    max_elements: int,
+    max_string_bytes: int | None = None,
+    shapes: ShapeCache | None = None,
 ) -> np.ndarray:
     """Decode request tensor `name` into an ndarray of numpy_dtype(proto.dtype) and the declared shape.
 
@@ -143,10 +149,11 @@ def to_ndarray(
     malformed tensor, or ResourceExhausted when it declares more than `max_elements` elements or
     a string fill expands to more than `max_string_bytes` bytes; all before any allocation
     proportional to the declared shape. The result may be a read-only view of the message's
-    bytes, or a broadcast view of one value: treat it as immutable.
+    bytes, or a broadcast view of one value: treat it as immutable. `shapes` (owned by the caller,
+    e.g. the servicer) remembers checked shapes so repeated requests skip the per-dimension walk.
     """
     try:
-        return _decode(proto, max_elements, max_string_bytes)
+        return _decode(proto, max_elements, max_string_bytes, shapes)
     except ServingError as exc:
         shown = name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "..."
         raise type(exc)(f"input {shown!r}: {exc.message}") from None
@@ -207,12 +214,14 @@ def _string_values(array: np.ndarray) -> list[bytes]:
     return values
 
 
-def _decode(proto: tensor_pb2.TensorProto, max_elements: int, max_string_bytes: int | None) -> np.ndarray:
+def _decode(
+    proto: tensor_pb2.TensorProto, max_elements: int, max_string_bytes: int | None, shapes: ShapeCache | None = None
+) -> np.ndarray:
     dt = proto.dtype
     numpy_dtype(dt)  # refuses unsupported dtypes first: their shapes and values are meaningless
     content = proto.tensor_content  # NOTE: every access copies the bytes out of the message; read once.
     if content and dt != types_pb2.DT_STRING:
-        array = _decode_plain_content(proto, dt, content, max_elements)
+        array = _decode_plain_content(proto, dt, content, max_elements, shapes)
         if array is not None:
             return array
     return _decode_general(proto, dt, content, max_elements, max_string_bytes)
@@ -243,13 +252,13 @@ def _decode_general(
 
 
 def _decode_plain_content(
-    proto: tensor_pb2.TensorProto, dt: int, content: bytes, max_elements: int
+    proto: tensor_pb2.TensorProto, dt: int, content: bytes, max_elements: int, shapes: ShapeCache | None = None
 ) -> np.ndarray | None:
     """The usual request (dtype, shape and tensor_content, nothing else), decoded; None for anything else.
 
     The hot path of every Predict. Two shortcuts, each exact:
-      - shapes are checked once per distinct serialized TensorShapeProto (and limit) and cached,
-        instead of walking the dims through a Python wrapper per dimension on every request;
+      - with `shapes`, a shape is checked once per distinct serialized TensorShapeProto (and
+        limit) and cached, instead of walking the dims through a Python wrapper on every request;
       - "no other field is set" is proved by size: proto3 serializes dtype, tensor_shape,
         version_number and tensor_content in a size computable from their values, so if
         ByteSize() equals that sum nothing else (no value field, no unknown field) is present.
@@ -257,13 +266,10 @@ def _decode_plain_content(
     """
     shape_proto = proto.tensor_shape
     shape_bytes = shape_proto.SerializeToString()
-    key = (shape_bytes, max_elements)
-    checked = _SHAPES.get(key)
-    if checked is None:
-        checked = _checked_shape(shape_proto, max_elements)  # raises for shapes we refuse (never cached)
-        if len(_SHAPES) >= _MAX_CACHED_SHAPES:
-            _SHAPES.clear()  # bounded: distinct shapes come from clients
-        _SHAPES[key] = checked
+    if shapes is None:
+        checked = _checked_shape(shape_proto, max_elements)
+    else:  # raises for shapes we refuse (never cached)
+        checked = shapes.get_or_make((shape_bytes, max_elements), lambda: _checked_shape(shape_proto, max_elements))
     expected = _varint_field_size(dt) + _varint_field_size(proto.version_number) + _bytes_field_size(len(content))
     if proto.HasField("tensor_shape"):
         expected += _bytes_field_size(len(shape_bytes))
@@ -273,8 +279,7 @@ def _decode_plain_content(
     return _from_content(content, dt, shape, count)
 
 
-_SHAPES: dict[tuple[bytes, int], tuple[tuple[int, ...], int]] = {}
-_MAX_CACHED_SHAPES = 1024
+ShapeCache = BoundedCache[tuple[bytes, int], tuple[tuple[int, ...], int]]  # (shape bytes, limit) -> (shape, count)
 
 
 def _varint_size(value: int) -> int:

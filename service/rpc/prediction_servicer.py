@@ -8,12 +8,13 @@ import time
 import grpc
 
 from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc, types_pb2
+from service.cache import BoundedCache
 from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument
 from service.metrics import Metrics
 from service.repository.servable import ServableVersion
-from service.repository.variants import VARIANT_METADATA_KEY
-from service.rpc.codec import encode_content, fill_tensor_proto, to_ndarray
+from service.rpc.codec import ShapeCache, encode_content, fill_tensor_proto, to_ndarray
+from service.rpc.headers import VARIANT_HEADER
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
 from service.validation import check_input_count
@@ -35,6 +36,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._dataplane = dataplane
         self._limits = {"max_elements": max_tensor_elements, "max_string_bytes": max_string_bytes}
         self._metrics = metrics
+        self.shape_cache: ShapeCache = BoundedCache(MAX_CACHED_SHAPES)
+        self.skeleton_cache: SkeletonCache = BoundedCache(MAX_CACHED_SKELETONS)
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
         started_s = time.perf_counter()
@@ -45,10 +48,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             ref = model_ref(request.model_spec, context)
             check_input_count(len(request.inputs))
             servable = await self._dataplane.resolve(ref)
-            inputs = {name: to_ndarray(t, name, **self._limits) for name, t in request.inputs.items()}
+            inputs = {
+                name: to_ndarray(t, name, **self._limits, shapes=self.shape_cache) for name, t in request.inputs.items()
+            }
             deadline = deadline_of(context)
             result = await self._dataplane.predict(servable, ref.signature, inputs, request.output_filter, deadline)
-            response = predict_response(result)
+            response = predict_response(result, self.skeleton_cache)
         except asyncio.CancelledError:
             self._observe(ref, servable, "", cancelled_code(context), started_s)
             raise
@@ -84,29 +89,27 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable = await self._dataplane.resolve(model_ref(request.model_spec, context))
         except Exception as exc:
             await abort_with(context, exc)
-        await context.send_initial_metadata(((VARIANT_METADATA_KEY, servable.variant),))
+        await context.send_initial_metadata(((VARIANT_HEADER, servable.variant),))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         fill_model_spec(response.model_spec, servable, "")
         response.metadata[SIGNATURE_DEF].Pack(signature_def_map(servable.signatures))
         return response
 
 
-def predict_response(result: PredictResult) -> predict_pb2.PredictResponse:
+def predict_response(result: PredictResult, skeletons: SkeletonCache | None = None) -> predict_pb2.PredictResponse:
     """The PredictResponse for a data plane result.
 
-    Numeric outputs start from a cached skeleton of the response (model spec, output names,
-    dtypes and shapes) for this model version, signature and output layout, copied in one call,
-    and only their tensor_content is written per request; string outputs are encoded in full.
+    Numeric outputs start from a skeleton of the response (model spec, output names, dtypes and
+    shapes) for this model version, signature and output layout, cached in `skeletons` and copied
+    in one call; only their tensor_content is written per request. String outputs are encoded in full.
     """
     outputs = result.outputs
-    layout = tuple([(name, value.dtype, value.shape) for name, value in outputs.items()])
-    key = (result.servable.model, result.servable.version, result.signature, layout)
-    skeleton = _SKELETONS.get(key)
-    if skeleton is None:
+    if skeletons is None:
         skeleton = _skeleton(result)
-        if len(_SKELETONS) >= _MAX_SKELETONS:
-            _SKELETONS.clear()  # bounded: layouts vary with the clients' row counts
-        _SKELETONS[key] = skeleton
+    else:
+        layout = tuple([(name, value.dtype, value.shape) for name, value in outputs.items()])
+        key = (result.servable.model, result.servable.version, result.signature, layout)
+        skeleton = skeletons.get_or_make(key, lambda: _skeleton(result))
     response = predict_pb2.PredictResponse()
     response.CopyFrom(skeleton)
     encoded = response.outputs
@@ -119,8 +122,9 @@ def predict_response(result: PredictResult) -> predict_pb2.PredictResponse:
     return response
 
 
-_SKELETONS: dict[tuple, predict_pb2.PredictResponse] = {}
-_MAX_SKELETONS = 256
+SkeletonCache = BoundedCache[tuple, predict_pb2.PredictResponse]
+MAX_CACHED_SKELETONS = 256  # layouts vary with the clients' row counts
+MAX_CACHED_SHAPES = 1024  # distinct input shapes come from clients
 
 
 def _skeleton(result: PredictResult) -> predict_pb2.PredictResponse:
@@ -154,7 +158,7 @@ def model_ref(spec: model_pb2.ModelSpec, context: grpc.aio.ServicerContext | Non
 
 def _variant_of(context: grpc.aio.ServicerContext | None) -> str | None:
     for key, value in (context.invocation_metadata() or ()) if context is not None else ():
-        if key == VARIANT_METADATA_KEY:
+        if key == VARIANT_HEADER:
             return value
     return None
 

@@ -7,13 +7,14 @@ whose first axis is the batch; string tensors are object arrays of bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 DEFAULT_SIGNATURE = "serving_default"
+PredictFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]  # one signature's predict
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Backend(Protocol):
       - the constructor is cheap; `load()` does the heavy work and raises ModelLoadError;
       - `predict` is thread-safe, blocking, and returns every output of the signature,
         each with the same number of rows as the inputs;
+      - `worker_predict_fns(signature)` gives one predict callable per independent copy of the
+        model (e.g. one per GPU), each for its own batch worker; a single-copy backend gives one;
       - `unload()` releases resources; predict must not be called afterwards.
     """
 
@@ -60,5 +63,7 @@ class Backend(Protocol):
     def load(self) -> None: ...
 
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def worker_predict_fns(self, signature: str) -> list[PredictFn]: ...
 
     def unload(self) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -11,47 +11,43 @@ import numpy as np
 import tensorflow as tf
 
 from service.errors import ModelLoadError
-from service.runtime.base import SignatureSpec, TensorSpec
+from service.runtime.base import PredictFn, SignatureSpec, TensorSpec
 
 log = logging.getLogger(__name__)
-_gpus_configured = False
-_threads_configured: tuple[int, int] | None = None
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
-    """Size TensorFlow's thread pools once per process (0 keeps TF's default of one thread per core).
+    """Size TensorFlow's thread pools (0 keeps TF's default of one thread per core).
 
-    NOTE: must run before TensorFlow executes its first op (i.e. before the first model loads);
-    later calls with other values are logged and ignored, since TF cannot resize its pools.
+    TensorFlow's own configuration is the only state: a call asking for what is already set does
+    nothing. NOTE: must run before TensorFlow executes its first op (i.e. before the first model
+    loads); later calls with other values are logged and ignored, since TF cannot resize its pools.
     """
-    global _threads_configured
+    threading = tf.config.threading
+    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
     wanted = (intra_op, inter_op)
-    if _threads_configured is not None:
-        if wanted != _threads_configured:
-            log.warning("TensorFlow threads already set to %s; ignoring %s", _threads_configured, wanted)
+    if current == wanted:
         return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    except RuntimeError as exc:  # the context was initialised by someone else first
-        log.warning("could not set TensorFlow threads to %s: %s", wanted, exc)
-    _threads_configured = wanted
+        threading.set_intra_op_parallelism_threads(intra_op)
+        threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as exc:  # TF already started its pools: they keep their size
+        log.warning("TensorFlow threads already set to %s; ignoring %s (%s)", current, wanted, exc)
 
 
 def configure_gpus() -> list[str]:
-    """Turn on memory growth for every visible GPU (once per process); return their device names.
+    """Turn on memory growth for every visible GPU that does not have it; return their device names.
 
     NOTE: must run before TensorFlow initialises the GPUs, i.e. before the first model loads.
     """
-    global _gpus_configured
     gpus = tf.config.list_physical_devices("GPU")
-    if not _gpus_configured:
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError as exc:  # already initialised: growth can no longer change
-                log.warning("could not enable memory growth on %s: %s", gpu.name, exc)
-        _gpus_configured = True
+    for gpu in gpus:
+        if tf.config.experimental.get_memory_growth(gpu):
+            continue
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:  # already initialised: growth can no longer change
+            log.warning("could not enable memory growth on %s: %s", gpu.name, exc)
     return [f"/GPU:{i}" for i in range(len(gpus))]
 
 
@@ -95,7 +91,7 @@ class SavedModelBackend:
         self._next = (self._next + 1) % len(self._replicas)
         return self._run(self._next, signature, inputs)
 
-    def worker_predict_fns(self, signature: str) -> list[Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]]:
+    def worker_predict_fns(self, signature: str) -> list[PredictFn]:
         """One predict callable per device copy, for one batch worker per device."""
         return [partial(self._run, index, signature) for index in range(len(self._replicas))]
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from service.errors import InvalidArgument, ModelLoadError, NotFound, ServingError, Unavailable
-from service.runtime.base import DEFAULT_SIGNATURE, SignatureSpec, TensorSpec
+from service.runtime.base import DEFAULT_SIGNATURE, PredictFn, SignatureSpec, TensorSpec
 
 log = logging.getLogger(__name__)
+ClipCallback = Callable[[str, int], None]  # (input name, values clipped in one predict call)
 
 
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
@@ -64,6 +66,19 @@ class _Tensor:
 
     def decode(self, value: np.ndarray) -> np.ndarray:
         return dequantize(value, self.scale, self.zero_point) if self.quantized else value
+
+    def clipped(self, value: np.ndarray) -> int:
+        """How many of `value`'s elements lie outside the range this quantized input can represent,
+        [(qmin - zero_point) * scale, (qmax - zero_point) * scale]: quantizing saturates them.
+
+        One vectorised min and max per call; elements are counted only when one is out of range.
+        """
+        info = np.iinfo(self.dtype)
+        low, high = (info.min - self.zero_point) * self.scale, (info.max - self.zero_point) * self.scale
+        value = np.asarray(value)
+        if value.size == 0 or (value.min() >= low and value.max() <= high):
+            return 0  # NaN fails both tests and is counted below as not clipped
+        return int(np.count_nonzero((value < low) | (value > high)))
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,8 @@ class TFLiteBackend:
     let that many batches run at once, so a node uses up to num_threads * pool_size cores.
     `allowed_batch_sizes` (ascending) pads each batch up to the next allowed size so interpreters
     see few distinct shapes; larger batches run in chunks of the largest size. Models converted
-    with a fixed batch dimension always run in padded chunks of that size.
+    with a fixed batch dimension always run in padded chunks of that size. With `on_clipped`, each
+    call's inputs that a quantized (int8) input tensor would clip are counted and reported there.
 
     NOTE: a LiteRT interpreter is not thread-safe. predict() is: it takes an interpreter from a
     stack, blocking until one is free, and puts it back when done (LIFO keeps the most recently
@@ -137,6 +153,7 @@ class TFLiteBackend:
         num_threads: int,
         pool_size: int,
         allowed_batch_sizes: Sequence[int] = (),
+        on_clipped: ClipCallback | None = None,
     ) -> None:
         if num_threads < 1 or pool_size < 1:
             raise ValueError(f"num_threads ({num_threads}) and pool_size ({pool_size}) must be >= 1")
@@ -147,6 +164,7 @@ class TFLiteBackend:
         self.num_threads = num_threads
         self.pool_size = pool_size
         self.allowed_batch_sizes = tuple(sorted(set(allowed_batch_sizes)))
+        self._on_clipped = on_clipped
         self._pool: queue.LifoQueue[_Slot] | None = None
         self._plans: dict[str, _Plan] = {}
         self._signatures: dict[str, SignatureSpec] = {}
@@ -186,6 +204,8 @@ class TFLiteBackend:
         if pool is None:
             raise Unavailable(f"{self._describe()} is not loaded")
         arrays, rows = _encode_inputs(plan, inputs)
+        if self._on_clipped is not None:
+            self._report_clipping(plan, inputs)
         slot = pool.get()
         try:
             raw = [_run_chunk(slot, plan, arrays, chunk) for chunk in self._chunks(plan, rows)]
@@ -194,6 +214,17 @@ class TFLiteBackend:
         finally:
             pool.put(slot)
         return {t.name: t.decode(_concat([part[t.name] for part in raw])) for t in plan.outputs}
+
+    def _report_clipping(self, plan: _Plan, inputs: Mapping[str, np.ndarray]) -> None:
+        for tensor in plan.inputs:
+            if tensor.quantized:
+                count = tensor.clipped(inputs[tensor.name])
+                if count:
+                    self._on_clipped(tensor.name, count)
+
+    def worker_predict_fns(self, signature: str) -> list[PredictFn]:
+        """One copy of the model (its interpreter pool serves every worker): one callable."""
+        return [partial(self.predict, signature)]
 
     def unload(self) -> None:
         """Drop the interpreters. In-flight calls finish on the interpreter they hold."""

@@ -12,14 +12,13 @@ import io
 import math
 import os
 import tempfile
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydantic
-from pydantic import BaseModel
 
 from service.settings import Settings, load_settings
+from service.settings_keys import UnknownSettingError, check_env
 
 ENV_PREFIX = "BATCHWISE_"
 SERVER_COMMANDS = (["python", "-m", "service"], ["batchwise-server"])
@@ -27,30 +26,12 @@ PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def _nested_model(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
 def env_name_problems(name: str) -> list[str]:
-    """A BATCHWISE_SECTION__FIELD env var must name a real Settings field (other names are not ours)."""
-    if not name.upper().startswith(ENV_PREFIX):
-        return []
-    parts = name[len(ENV_PREFIX) :].lower().split("__")
-    model: type[BaseModel] | None = Settings
-    while parts:
-        part = parts.pop(0)
-        if model is None or part not in model.model_fields:
-            owner = model.__name__ if model else "a plain value"
-            return [f"env {name}: {part!r} is not a field of {owner} (service/settings.py)"]
-        annotation = model.model_fields[part].annotation
-        model = _nested_model(annotation)
-        if model is None and typing.get_origin(annotation) is dict and parts:
-            parts.pop(0)  # a dict key, e.g. the model name in BATCHWISE_MODELS__DIGITS__VARIANT
-            model = _nested_model(typing.get_args(annotation)[1])
-            if model is None:
-                return []  # dict[str, Any]: any key below is accepted
+    """A BATCHWISE_SECTION__FIELD env var must name a real Settings field (the server's own check)."""
+    try:
+        check_env(Settings, {name: ""})
+    except UnknownSettingError as exc:
+        return [f"env {name}: {exc} (service/settings.py)"]
     return []
 
 

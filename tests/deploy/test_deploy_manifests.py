@@ -160,14 +160,15 @@ BREAKAGES = {
     "liveness-probe-not-grpc": (
         lambda d: _server(d).update(livenessProbe={"tcpSocket": {"port": 8500}}), "not a native gRPC probe"),
     "unknown-env-var": (
-        lambda d: _set_env(d, "BATCHWISE_BATCHING__MAX_BATCH_SIZ", "8"), "'max_batch_siz' is not a field"),
+        lambda d: _set_env(d, "BATCHWISE_BATCHING__MAX_BATCH_SIZ", "8"), "unknown setting 'batching.max_batch_siz'"),
     "unknown-env-section": (
-        lambda d: _set_env(d, "BATCHWISE_BATCHER__MAX_BATCH_SIZE", "8"), "'batcher' is not a field"),
+        lambda d: _set_env(d, "BATCHWISE_BATCHER__MAX_BATCH_SIZE", "8"), "unknown setting 'batcher'"),
     "invalid-env-value": (lambda d: _set_env(d, "BATCHWISE_RUNTIME__VARIANT", "int4"), "rejects its settings"),
     "server-binds-loopback": (lambda d: _set_env(d, "BATCHWISE_SERVER__HOST", "127.0.0.1"), "not loopback"),
     "server-port-moved": (lambda d: _set_env(d, "BATCHWISE_SERVER__PORT", "9000"), "server.port 9000"),
     "unknown-cli-flag": (
-        lambda d: _server(d)["args"].extend(["--batching.max-batch-sise", "8"]), "CLI rejects"),
+        lambda d: _server(d)["args"].extend(["--batching.max-batch-sise", "8"]),
+        "unknown setting 'batching.max_batch_sise' (command-line flag"),
     "config-file-not-mounted": (
         lambda d: _server(d).update(args=["--config-file", "/etc/other/server.toml"]), "not inside any ConfigMap"),
     "service-target-port": (

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.process import ROOT
+from loadtests.servers import ROOT
 
 
 @pytest.mark.slow

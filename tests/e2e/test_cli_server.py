@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtests.servers import free_port, start_server
 from service.api import predict_pb2, prediction_service_pb2_grpc
 from service.rpc.codec import to_tensor_proto
-from tests.support.process import free_port, start_server, wait_serving
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -46,7 +46,7 @@ def test_health_is_serving_only_after_models_load(model_repo, tmp_path):
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_health, args=(target, seen, stop), daemon=True)
     watcher.start()
-    proc = start_server(["--repository.path", str(model_repo), "--server.port", str(port)], log_path=tmp_path / "log")
+    proc = start_server(["--repository.path", str(model_repo)], port=port, log_path=tmp_path / "log")
     try:
         watcher.join(180)
         assert seen[0] == NOT_SERVING, seen  # the port is up before the models are
@@ -56,24 +56,20 @@ def test_health_is_serving_only_after_models_load(model_repo, tmp_path):
         assert response.model_spec.version.value == 2
     finally:
         stop.set()
-        proc.terminate()
-        assert proc.wait(60) == 0
+        assert proc.stop(60) == 0
 
 
 @pytest.mark.slow
 def test_sigterm_lets_queued_and_running_calls_finish(model_repo, tmp_path):
-    port = free_port()
-    target = f"127.0.0.1:{port}"
     # A long batch timeout keeps the calls queued in the batcher when SIGTERM arrives.
-    args = ["--repository.path", str(model_repo), "--server.port", str(port),
+    args = ["--repository.path", str(model_repo),
             "--batching.batch-timeout-ms", "1500", "--batching.max-batch-size", "64", "--server.grace-period-s", "20"]
-    proc = start_server(args, log_path=tmp_path / "log")
-    wait_serving(target, proc)
-    channel = grpc.insecure_channel(target)
+    proc = start_server(args, log_path=tmp_path / "log").wait_serving()
+    channel = grpc.insecure_channel(proc.target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     futures = [stub.Predict.future(_request(), timeout=60) for _ in range(8)]
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.signal(signal.SIGTERM)
     results = [f.result() for f in futures]  # raises if any accepted call failed
     assert all(r.model_spec.version.value == 2 for r in results)
     assert proc.wait(60) == 0

@@ -5,28 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from loadtests.servers import start_server
 from service.client import BatchwiseClient, ClientError
 from tests.support import blocked_tf_env
 from tests.support.litert_models import build_litert_models
-from tests.support.process import free_port, start_server, wait_serving
 
 
 @pytest.fixture(scope="module")
 def cpu_node(tmp_path_factory):
     models = build_litert_models()
     repo = models.iris.version_dir.parents[1]
-    port = free_port()
     log = tmp_path_factory.mktemp("cpu-node") / "server.log"
-    proc = start_server(
-        ["--repository.path", str(repo), "--server.port", str(port), "--repository.poll-interval-s", "0"],
-        env=blocked_tf_env(), log_path=log,
+    server = start_server(
+        ["--repository.path", str(repo), "--repository.poll-interval-s", "0"], env=blocked_tf_env(), log_path=log
     )
     try:
-        wait_serving(f"127.0.0.1:{port}", proc)
-        yield models, f"127.0.0.1:{port}", log
+        server.wait_serving()
+        yield models, server.target, log
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0, log.read_text()[-3000:]
+        assert server.stop() == 0, server.log_tail(3000)
 
 
 @pytest.mark.slow

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtests.servers import free_port, start_server
 from service.api import get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
-from tests.support.process import free_port, start_server
 from tests.support.requests import predict_request
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -85,8 +85,8 @@ def loaded_server(model_repo, tmp_path_factory):
     watch = HealthWatch(target)
     watch.start()
     args = ["--config-file", str(folder / "server.toml"), "--repository.path", str(model_repo),
-            "--server.port", str(port), "--server.grace-period-s", str(GRACE_S), "--repository.poll-interval-s", "0"]
-    proc = start_server(args, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=folder / "server.log")
+            "--server.grace-period-s", str(GRACE_S), "--repository.poll-interval-s", "0"]
+    proc = start_server(args, port=port, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=folder / "server.log")
     assert watch.serving.wait(240), "server never became SERVING"
     with grpc.insecure_channel(target) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
@@ -97,8 +97,7 @@ def loaded_server(model_repo, tmp_path_factory):
             states[model] = [s.state for s in stub.GetModelStatus(request, timeout=10).model_version_status]
     yield {"proc": proc, "target": target, "watch": watch, "states": states, "log": folder / "server.log",
            "status_calls": len(states)}
-    if proc.poll() is None:
-        proc.kill()
+    proc.stop(timeout_s=0)
 
 
 @pytest.mark.slow
@@ -159,7 +158,7 @@ def test_sigterm_under_load_completes_every_accepted_request(loaded_server):
     clients.affine_batch_done.clear()
     assert clients.affine_batch_done.wait(30)
     time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.signal(signal.SIGTERM)
 
     assert watch.not_serving_after_serving.wait(GRACE_S), watch.statuses
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as refused:  # while draining

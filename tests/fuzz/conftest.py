@@ -13,10 +13,10 @@ import grpc
 import numpy as np
 import pytest
 
+from loadtests.servers import start_server
 from service.api import prediction_service_pb2_grpc
 from service.rpc.codec import to_ndarray
 from tests.support.memory import MIB, anon_rss_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
-from tests.support.process import free_port, start_server, wait_serving
 from tests.support.requests import predict_request
 
 CLIENT_OPTIONS = [("grpc.max_receive_message_length", 256 * MIB), ("grpc.max_send_message_length", 256 * MIB)]
@@ -62,19 +62,15 @@ class FuzzTarget:
 @pytest.fixture(scope="session")
 def fuzz_target(request, model_repo, tmp_path_factory):
     if os.environ.get("BATCHWISE_FUZZ_SERVER") == "subprocess":
-        port = free_port()
         folder = tmp_path_factory.mktemp("fuzz")
         config, log = folder / "server.toml", folder / "server.log"
         config.write_text(SAME_MODELS_AS_SESSION_SERVER)
-        args = ["--config-file", str(config), "--repository.path", str(model_repo), "--server.port", str(port),
-                "--repository.poll-interval-s", "0"]
-        proc = start_server(args, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=log)
-        wait_serving(f"127.0.0.1:{port}", proc)
-        target = FuzzTarget(f"127.0.0.1:{port}", proc.pid)
+        args = ["--config-file", str(config), "--repository.path", str(model_repo), "--repository.poll-interval-s", "0"]
+        proc = start_server(args, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=log).wait_serving()
+        target = FuzzTarget(proc.target, proc.pid)
         yield target
         target.channel.close()
-        proc.terminate()
-        assert proc.wait(60) == 0, log.read_text()[-2000:]
+        assert proc.stop(60) == 0, proc.log_tail()
     else:
         server = request.getfixturevalue("server")
         target = FuzzTarget(server.target, os.getpid())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
+from contract.card import new_card, variant_entry, write_card
+from contract.layout import TFLITE_VARIANTS, variant_path
+
+__all__ = ["TFLITE_VARIANTS", "ExportedModel", "LiteRTModels", "build_litert_models"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,11 @@ class ExportedModel:
     y_savedmodel: np.ndarray  # serving_default outputs of the SavedModel on x_test
 
     def tflite(self, variant: str) -> Path:
-        return self.version_dir / "tflite" / f"{variant}.tflite"
+        return variant_path(self.version_dir, variant)
 
     def card(self) -> dict:
-        return json.loads((self.version_dir / "model_card.json").read_text())
+        """A fresh copy of the model card as a JSON object (tests may change it)."""
+        return read_card_json(self.version_dir)
 
 
 @dataclass(frozen=True)
@@ -121,24 +124,31 @@ def _publish(version_dir: Path, model, input_name: str, split, variants) -> Expo
     _export(version_dir, model, input_name, (None, *x_train.shape[1:]))
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     y_savedmodel = serve(**{input_name: tf.constant(x_test)})["probabilities"].numpy()
-    (version_dir / "tflite").mkdir()
     for variant in variants:
-        (version_dir / "tflite" / f"{variant}.tflite").write_bytes(_convert(version_dir, variant, x_train))
-    card = {
-        "schema_version": 1,
-        "name": version_dir.parent.name,
-        "version": 1,
-        "task": "classification",
-        "signature": {"name": "serving_default"},
-        "variants": {"savedmodel": {"path": ".", "published": True}}
-        | {v: {"path": f"tflite/{v}.tflite", "published": True} for v in variants},
-        "samples": {
-            "inputs": {input_name: x_test[:4].tolist()},
-            "outputs": {"probabilities": y_savedmodel[:4].tolist()},
-        },
-    }
-    (version_dir / "model_card.json").write_text(json.dumps(card))
+        path = variant_path(version_dir, variant)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(_convert(version_dir, variant, x_train))
+    entries = {v: variant_entry(v, published=True) for v in ("savedmodel", *variants)}
+    samples = ({input_name: x_test[:4]}, {"probabilities": y_savedmodel[:4]})
+    card = new_card(
+        version_dir.parent.name,
+        1,
+        task="classification",
+        signature="serving_default",
+        variants=entries,
+        samples=samples,
+    )
+    write_card(version_dir, card)
     return ExportedModel(version_dir, input_name, "probabilities", x_test, y_savedmodel)
+
+
+def read_card_json(version_dir: Path) -> dict:
+    """The card in `version_dir` as a plain JSON object."""
+    import json
+
+    from contract.layout import CARD_FILE
+
+    return json.loads((version_dir / CARD_FILE).read_text())
 
 
 def _export(path: Path, model, input_name: str, shape, extra_endpoint: bool = False) -> None:

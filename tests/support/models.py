@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from contract.card import new_card, variant_entry, write_card
 
 
 def export_affine(path: Path, scale: float, offset: float) -> None:
@@ -57,11 +58,12 @@ def export_keras_mlp(path: Path, seed: int = 7) -> np.ndarray:
     tf.saved_model.save(model, str(path), signatures={"serving_default": serve})
     sample = np.random.default_rng(seed).normal(size=(5, 4)).astype(np.float32)
     outputs = model(sample, training=False).numpy()
-    card = {
-        "schema_version": 1, "name": path.parent.name, "version": int(path.name), "task": "classification",
-        "samples": {"inputs": {"features": sample.tolist()}, "outputs": {"probabilities": outputs.tolist()}},
-    }
-    (path / "model_card.json").write_text(json.dumps(card))
+    card = new_card(
+        path.parent.name, int(path.name), task="classification", signature="serving_default",
+        variants={"savedmodel": variant_entry("savedmodel", published=True)},
+        samples=({"features": sample}, {"probabilities": outputs}),
+    )
+    write_card(path, card)
     return sample
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process import ROOT, free_port
+from loadtests.servers import ROOT, free_port
 
 DEPLOY = ROOT / "deploy"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
+from loadtests.servers import free_ports
 from models.card import read_card
 
 TWO_LOGICAL_CPUS = """
@@ -27,16 +27,6 @@ def _env(**extra: str) -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(tmp_path):
     proc = subprocess.run([sys.executable, "-c", TWO_LOGICAL_CPUS, "train", "iris", "--strategy", "mirrored",
@@ -50,7 +40,7 @@ def test_mirrored_over_two_logical_cpus(tmp_path):
 
 @pytest.mark.slow
 def test_multiworker_two_local_workers_only_chief_publishes(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

@@ -15,8 +15,8 @@ import numpy as np
 
 from service.batching import DynamicBatcher
 from service.errors import ModelLoadError
-from service.repository.layout import VersionDir
 from service.repository.manager import ModelManager
+from service.repository.variants import VersionFiles
 from service.runtime.base import SignatureSpec, TensorSpec
 from service.settings import Settings
 
@@ -59,6 +59,9 @@ class FakeBackend:
     def predict(self, signature: str, inputs):
         return {"y": inputs["x"] * self.version}
 
+    def worker_predict_fns(self, signature: str):
+        return [lambda inputs: self.predict(signature, inputs)]
+
     def unload(self) -> None:
         self.unloaded = True
 
@@ -76,8 +79,8 @@ class FakeFactory:
         gate = self._gates[(model, version)] = threading.Event()
         return gate
 
-    def __call__(self, source: VersionDir, card, variant: str | None = None) -> FakeBackend:
-        variant = variant or "savedmodel"
+    def __call__(self, files: VersionFiles, variant: str | None = None) -> FakeBackend:
+        source, variant = files.source, variant or "savedmodel"
         self.calls[(source.model, source.version, variant)] += 1
         corrupt = (source.path / "saved_model.pb").read_bytes() == b"corrupt"  # files are read, then the hold
         gate = self._gates.get((source.model, source.version))

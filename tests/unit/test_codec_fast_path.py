@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.api import tensor_pb2, types_pb2
-from service.errors import ServingError
+from service.cache import BoundedCache
+from service.errors import ResourceExhausted, ServingError
 from service.rpc import codec
 from tests.support.tensors import VALUE_FIELDS
 
@@ -74,10 +75,19 @@ def test_plain_requests_take_the_fast_path(dt, shape):
     assert fast is not None and fast.shape == shape
 
 
-def test_the_shape_cache_stays_bounded():
-    codec._SHAPES.clear()
-    for n in range(codec._MAX_CACHED_SHAPES + 10):
+def test_the_shape_cache_stays_bounded_and_is_hit_by_repeated_shapes():
+    shapes = BoundedCache(8)
+    for n in [*range(20), 19, 19]:
         proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=bytes(n + 1))
         proto.tensor_shape.dim.add(size=n + 1)
-        assert codec._decode_plain_content(proto, proto.dtype, proto.tensor_content, 1 << 20) is not None
-    assert len(codec._SHAPES) <= codec._MAX_CACHED_SHAPES
+        assert codec.to_ndarray(proto, "x", max_elements=1 << 20, shapes=shapes).shape == (n + 1,)
+    assert len(shapes) == 8 and (shapes.misses, shapes.hits) == (20, 2)
+
+
+def test_a_refused_shape_is_never_cached():
+    shapes = BoundedCache(8)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_content=bytes(4))
+    proto.tensor_shape.dim.add(size=4)
+    with pytest.raises(ResourceExhausted):
+        codec.to_ndarray(proto, "x", max_elements=2, shapes=shapes)
+    assert len(shapes) == 0

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from service.api import predict_pb2
+from service.cache import BoundedCache
 from service.dataplane import PredictResult
 from service.rpc.codec import fill_tensor_proto
 from service.rpc.prediction_servicer import fill_model_spec, predict_response
@@ -22,6 +23,7 @@ def _in_full(result: PredictResult) -> predict_pb2.PredictResponse:
 
 def test_numeric_and_string_outputs_match_the_full_encoding_on_every_call():
     servable = SimpleNamespace(model="m", version=3)
+    skeletons = BoundedCache(4)
     # Repeats hit the cached skeleton (with new values each call, so stale ones would show); a new row
     # count builds another.
     for call, rows in enumerate((1, 1, 4, 1)):
@@ -31,4 +33,5 @@ def test_numeric_and_string_outputs_match_the_full_encoding_on_every_call():
             "labels": np.array([f"r{i}-{call}".encode() for i in range(rows)], dtype=object),
         }
         result = PredictResult(servable, "serving_default", outputs)
-        assert predict_response(result) == _in_full(result)
+        assert predict_response(result, skeletons) == _in_full(result) == predict_response(result)
+    assert (skeletons.misses, skeletons.hits, len(skeletons)) == (2, 2, 2)

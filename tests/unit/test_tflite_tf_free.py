@@ -17,6 +17,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
+from contract.card import load_card
 from service.repository.variants import check_consistency, choose_variants, discover_variants
 from service.runtime import devices
 from service.runtime.tflite import TFLiteBackend
@@ -27,14 +28,14 @@ try:
 except ImportError:
     pass
 version_dir = Path(sys.argv[1])
-card = json.loads((version_dir / "model_card.json").read_text())
+card = load_card(version_dir)
 available = discover_variants(version_dir, card)
 tf_available, gpu = devices.is_tensorflow_available(), devices.gpu_visible()
 order = choose_variants("auto", available, gpu_visible=gpu, tf_available=tf_available)
 backend = TFLiteBackend(available[order[0]], variant=order[0], num_threads=1, pool_size=2)
 backend.load()
 check_consistency(backend, card, atol=0.05, min_top1_agreement=0.9)
-rows = np.asarray(card["samples"]["inputs"]["features"], dtype=np.float32)
+rows = np.asarray(card.samples.inputs["features"], dtype=np.float32)
 out = backend.predict("serving_default", {"features": rows})["probabilities"]
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
 print(json.dumps({"order": order, "tf_available": tf_available, "gpu": gpu, "shape": out.shape, "loaded": loaded}))

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 
+from contract.card import ModelCard, new_card
 from service.errors import ErrorCode, FailedPrecondition, ModelLoadError, NotFound
 from service.repository.variants import (
     DEFAULT_FALLBACK_ORDER,
@@ -32,7 +33,8 @@ def _version(tmp_path, files):
 
 
 def _card(**published):
-    return {"variants": {name: {"published": flag} for name, flag in published.items()}}
+    variants = {name: {"published": flag} for name, flag in published.items()}
+    return ModelCard.from_dict(new_card("m", 1, task="classification", signature="serving_default", variants=variants))
 
 
 # --- discovery ------------------------------------------------------------------------------------
@@ -129,13 +131,13 @@ def _loaded(path, variant):
 
 @pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8"])
 def test_guard_accepts_faithful_variants(iris, variant):
-    check_consistency(_loaded(iris.tflite(variant), variant), iris.card(), **GUARD)
+    check_consistency(_loaded(iris.tflite(variant), variant), ModelCard.from_dict(iris.card()), **GUARD)
 
 
 def test_guard_refuses_a_variant_with_corrupted_weights(iris):
     corrupt = _loaded(build_litert_models().randomized, "float32")
     with pytest.raises(ModelLoadError, match=r"variant float32 refused by the consistency guard .*'probabilities'"):
-        check_consistency(corrupt, iris.card(), **GUARD)
+        check_consistency(corrupt, ModelCard.from_dict(iris.card()), **GUARD)
 
 
 def test_guard_refuses_when_the_card_disagrees_on_the_class(iris):
@@ -143,7 +145,7 @@ def test_guard_refuses_when_the_card_disagrees_on_the_class(iris):
     outputs = np.asarray(card["samples"]["outputs"]["probabilities"])
     card["samples"]["outputs"]["probabilities"] = np.roll(outputs, 1, axis=1).tolist()  # every argmax moves
     with pytest.raises(ModelLoadError, match=r"variant int8 .*top-1 agreement 0\.000 < min_top1_agreement 0\.9"):
-        check_consistency(_loaded(iris.tflite("int8"), "int8"), card, **GUARD)
+        check_consistency(_loaded(iris.tflite("int8"), "int8"), ModelCard.from_dict(card), **GUARD)
 
 
 def test_guard_refuses_a_regression_output_beyond_atol(iris):
@@ -151,23 +153,27 @@ def test_guard_refuses_a_regression_output_beyond_atol(iris):
     outputs = np.asarray(card["samples"]["outputs"]["probabilities"])
     card["samples"]["outputs"]["probabilities"] = (outputs + 0.2).tolist()
     with pytest.raises(ModelLoadError, match=r"variant dynamic .*max abs error 0\.2\d* > consistency_atol 0\.05"):
-        check_consistency(_loaded(iris.tflite("dynamic"), "dynamic"), card, **GUARD)
-    check_consistency(_loaded(iris.tflite("dynamic"), "dynamic"), card, atol=0.25, min_top1_agreement=1.0)
+        check_consistency(_loaded(iris.tflite("dynamic"), "dynamic"), ModelCard.from_dict(card), **GUARD)
+    check_consistency(
+        _loaded(iris.tflite("dynamic"), "dynamic"), ModelCard.from_dict(card), atol=0.25, min_top1_agreement=1.0
+    )
 
 
 def test_guard_requires_both_agreement_and_error_for_classification(iris):
     int8 = _loaded(iris.tflite("int8"), "int8")
     with pytest.raises(ModelLoadError, match=r"max abs error .* > consistency_atol 1e-09"):
-        check_consistency(int8, iris.card(), atol=1e-9, min_top1_agreement=0.0)
+        check_consistency(int8, ModelCard.from_dict(iris.card()), atol=1e-9, min_top1_agreement=0.0)
 
 
 def test_guard_refuses_a_card_whose_samples_do_not_fit(iris):
     card = copy.deepcopy(iris.card())
     card["samples"]["inputs"] = {"features": [[1.0, 2.0]]}
     with pytest.raises(ModelLoadError, match="could not run the card's samples"):
-        check_consistency(_loaded(iris.tflite("float32"), "float32"), card, **GUARD)
+        check_consistency(_loaded(iris.tflite("float32"), "float32"), ModelCard.from_dict(card), **GUARD)
     del card["samples"]
-    check_consistency(_loaded(iris.tflite("float32"), "float32"), card, **GUARD)  # nothing to compare: accepted
+    check_consistency(
+        _loaded(iris.tflite("float32"), "float32"), ModelCard.from_dict(card), **GUARD
+    )  # nothing to compare: accepted
 
 
 def test_top1_agreement_for_binary_scores():

@@ -1,0 +1,46 @@
+"""BoundedCache: a small keyed cache with a hard size bound, owned by the object that uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """At most `capacity` entries; when full, the oldest entry makes room (first in, first out).
+
+    Meant for values derived from what clients send (tensor shapes, response layouts), whose
+    variety a client controls: the bound keeps memory flat whatever they send. `hits`, `misses`
+    and `len()` are public so that tests and metrics can observe it.
+    NOTE: not thread-safe; use it from one thread (our servicers run on the event loop).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[K, V] = {}
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        """The cached value for `key`, else `make()` stored under it. An exception from make() stores nothing."""
+        value = self._entries.get(key)
+        if value is not None:
+            self.hits += 1
+            return value
+        self.misses += 1
+        value = make()
+        if len(self._entries) >= self.capacity:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = value
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
