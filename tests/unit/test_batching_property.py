@@ -25,6 +25,7 @@ knobs = st.fixed_dictionaries(
         "batch_idle_timeout_ms": st.sampled_from([0.0, 0.3]),
         "workers": st.integers(1, 3),
         "pad": st.booleans(),
+        "mode": st.sampled_from(["fixed", "adaptive", "slo"]),
     }
 )
 # (rows, kind, event-loop yields before submitting)
@@ -50,6 +51,8 @@ async def _batcher(knob: dict, models: list[FakeModel], observer: RecordingObser
         batch_idle_timeout_ms=knob["batch_idle_timeout_ms"],
         allowed_batch_sizes=allowed,
         max_queue_rows=10_000,
+        mode=knob["mode"],
+        latency_slo_ms=10_000.0 if knob["mode"] == "slo" else None,  # generous: nothing is refused
     )
 
 

@@ -1,0 +1,178 @@
+"""Batch policies: when a free worker should run the queued rows, how many, and what to refuse.
+
+A policy sees only numbers the batcher hands it (times, rows, which worker), never a clock of
+its own, so it is tested deterministically with made-up times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from service.batching.estimates import ArrivalRate, CostModel
+from service.settings import BatchingSettings
+
+# Wait for a batch that sustains this much more than the arrival rate, so the queue drains.
+_RATE_MARGIN = 1.25
+# mode=slo plans its queue + compute time within this fraction of latency_slo_ms: the rest is for
+# decoding, encoding and the scheduling jitter that the compute-time model does not see.
+SLO_BUDGET_FRACTION = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a free worker does with the oldest queued rows.
+
+    ready_at_s: run the batch once the clock reaches it (None: the queue's own per-request
+    timers decide, as in fixed mode); cap_rows: run at most this many rows; ready_rows: run at
+    once when this many are queued; wait_s: the wait this plan allows after the oldest request.
+    """
+
+    ready_at_s: float | None
+    cap_rows: int
+    ready_rows: int
+    wait_s: float
+
+
+class BatchPolicy:
+    """Fixed mode (TF Serving's semantics): wait batch_timeout_ms / batch_idle_timeout_ms, whatever the load.
+
+    Subclasses decide per batch. Every policy hears of arrivals, batch starts and batch ends, and
+    keeps one CostModel per worker (workers may be different devices).
+    NOTE: called from the batcher's event loop only.
+    """
+
+    def __init__(self, settings: BatchingSettings, workers: int) -> None:
+        self.max_rows = settings.max_batch_size if settings.enabled else 1
+        self.timeout_s = settings.batch_timeout_ms / 1000 if settings.enabled else 0.0
+        self.costs = [CostModel() for _ in range(workers)]
+        self.rate = ArrivalRate()
+        self._busy_until_s: dict[int, float] = {}  # worker -> when its running batch should end
+
+    def plan(self, now_s: float, worker: int, queued_rows: int, head_s: float) -> Plan:
+        """How free `worker` treats the oldest key's `queued_rows` rows, the first queued at `head_s`."""
+        return Plan(None, self.max_rows, self.max_rows, self.timeout_s)
+
+    def admits(self, now_s: float, rows: int, queued_rows: int) -> bool:
+        """False when a request of `rows` rows, behind `queued_rows`, should be refused at once."""
+        return True
+
+    def arrived(self, now_s: float, rows: int) -> None:
+        """A request of `rows` rows was queued at `now_s`."""
+        self.rate.add(now_s, rows)
+
+    def started(self, now_s: float, worker: int, rows: int) -> None:
+        """`worker` began a batch of `rows` rows at `now_s`."""
+        self._busy_until_s[worker] = now_s + self.costs[worker].predict_s(rows)
+
+    def finished(self, worker: int, rows: int, compute_s: float) -> None:
+        """`worker`'s batch of `rows` rows took `compute_s` seconds in the model call."""
+        self._busy_until_s.pop(worker, None)
+        self.costs[worker].observe(max(1, rows), compute_s)
+
+    def free_in_s(self, now_s: float) -> float:
+        """Expected seconds until some worker is free: 0 when one is idle now."""
+        if len(self._busy_until_s) < len(self.costs):
+            return 0.0
+        return max(0.0, min(self._busy_until_s.values()) - now_s)
+
+
+class AdaptivePolicy(BatchPolicy):
+    """Run at once unless waiting is likely to pay; never wait longer than batch_timeout_ms.
+
+    Waiting pays only when batches of the rows already queued cannot keep up with the recent
+    arrival rate (per worker). Then the worker waits for the smallest batch that can (or the cap),
+    for about the time the arrival rate says those rows take to come. So a lone request runs at
+    once, requests that queued while the workers were busy all go in the next batch, and a burst
+    on an idle worker forms one batch when the measured costs say so.
+    """
+
+    def plan(self, now_s: float, worker: int, queued_rows: int, head_s: float) -> Plan:
+        cap = self.cap_rows(worker)
+        if queued_rows >= cap:
+            return Plan(now_s, cap, cap, 0.0)
+        longest_s = self.longest_wait_s(worker, cap)
+        target = self._target_rows(now_s, worker, queued_rows, cap)
+        if target <= queued_rows or longest_s <= 0:
+            return Plan(now_s, cap, cap, 0.0)
+        wait_s = (target - queued_rows) / self.rate.per_s(now_s)
+        ready_at_s = min(now_s + wait_s, head_s + longest_s)
+        return Plan(ready_at_s, cap, target, max(0.0, ready_at_s - head_s))
+
+    def cap_rows(self, worker: int) -> int:
+        """The most rows `worker` runs in one batch."""
+        return self.max_rows
+
+    def longest_wait_s(self, worker: int, cap: int) -> float:
+        """The longest a queued request may wait for partners."""
+        return self.timeout_s
+
+    def _target_rows(self, now_s: float, worker: int, queued_rows: int, cap: int) -> int:
+        """The smallest batch that keeps up with arrivals (queued_rows when no wait pays)."""
+        cost = self.costs[worker]
+        rate_per_worker = self.rate.per_s(now_s) / len(self.costs)
+        if not cost.ready or rate_per_worker <= 0:
+            return queued_rows
+        if queued_rows / cost.predict_s(queued_rows) >= rate_per_worker * _RATE_MARGIN:
+            return queued_rows
+        for rows in range(queued_rows + 1, cap + 1):
+            if rows / cost.predict_s(rows) >= rate_per_worker * _RATE_MARGIN:
+                return rows
+        return cap
+
+
+class SloPolicy(AdaptivePolicy):
+    """Adaptive waits, with the size cap, the longest wait and admission chosen to meet latency_slo_ms.
+
+    A request can wait for one batch already running and then run in a batch of its own: so the cap
+    is the largest batch whose pessimistic cost, twice, fits the budget (SLO_BUDGET_FRACTION of
+    the SLO), and the longest wait is what the budget leaves. A request is refused at once when the
+    rows ahead of it, run cap by cap on every worker, would take longer than the budget, including
+    when even a batch of one does not fit. Before a worker's first batch nothing is refused.
+    """
+
+    def __init__(self, settings: BatchingSettings, workers: int) -> None:
+        super().__init__(settings, workers)
+        assert settings.latency_slo_ms is not None  # validated by BatchingSettings
+        self.budget_s = settings.latency_slo_ms / 1000 * SLO_BUDGET_FRACTION
+
+    def cap_rows(self, worker: int) -> int:
+        cost = self.costs[worker]
+        if not cost.ready:
+            return 1  # learn the cost of one row before promising more
+        return max(1, _largest_fitting(cost, self.max_rows, self.budget_s / 2))
+
+    def longest_wait_s(self, worker: int, cap: int) -> float:
+        return max(0.0, self.budget_s - 2 * self.costs[worker].predict_s(cap))
+
+    def admits(self, now_s: float, rows: int, queued_rows: int) -> bool:
+        ready = [w for w, cost in enumerate(self.costs) if cost.ready]
+        if not ready:
+            return True
+        if min(self.costs[w].predict_s(1) for w in ready) > self.budget_s:
+            return False  # not even a batch of one fits
+        caps = [self.cap_rows(w) for w in ready]
+        round_s = max(self.costs[w].predict_s(cap) for w, cap in zip(ready, caps, strict=True))
+        rounds = math.ceil((queued_rows + rows) / sum(caps))
+        return self.free_in_s(now_s) + rounds * round_s <= self.budget_s
+
+
+def _largest_fitting(cost: CostModel, max_rows: int, limit_s: float) -> int:
+    """The largest rows in [0, max_rows] with cost.predict_s(rows) <= limit_s (cost grows with rows)."""
+    low, high = 0, max_rows
+    while low < high:
+        mid = (low + high + 1) // 2
+        if cost.predict_s(mid) <= limit_s:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def make_policy(settings: BatchingSettings, workers: int) -> BatchPolicy:
+    """The policy settings.mode names (fixed, with no waits, when batching is disabled)."""
+    if not settings.enabled or settings.mode == "fixed":
+        return BatchPolicy(settings, workers)
+    if settings.mode == "slo":
+        return SloPolicy(settings, workers)
+    return AdaptivePolicy(settings, workers)
