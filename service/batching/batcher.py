@@ -103,6 +103,10 @@ class DynamicBatcher:
         """Rows waiting for a batch (not counting batches being computed)."""
         return self._queue.rows
 
+    def predicted_compute_s(self, rows: int) -> list[float]:
+        """Each worker's current pessimistic estimate of a `rows`-row batch's compute time (0.0 before its first)."""
+        return [cost.predict_s(rows) for cost in self._policy.costs]
+
     async def start(self) -> None:
         """Start the dispatcher on the running loop. Idempotent; raises RuntimeError after stop()."""
         if self._state is _State.RUNNING:
