@@ -313,7 +313,7 @@ class DynamicBatcher:
             finally:
                 if timer is not None:
                     timer.cancel()
-            waited = True
+            waited = waited or head is not None  # (waiting on an empty queue is not a batch's wait)
 
     async def _run(self, worker: int, items: list[Pending], formed_s: float) -> None:
         """Compute one batch in the executor and settle every item's future."""

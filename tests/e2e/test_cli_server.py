@@ -66,7 +66,8 @@ def test_sigterm_lets_queued_and_running_calls_finish(model_repo, tmp_path):
     target = f"127.0.0.1:{port}"
     # A long batch timeout keeps the calls queued in the batcher when SIGTERM arrives.
     args = ["--repository.path", str(model_repo), "--server.port", str(port),
-            "--batching.batch-timeout-ms", "1500", "--batching.max-batch-size", "64", "--server.grace-period-s", "20"]
+            "--batching.mode", "fixed", "--batching.batch-timeout-ms", "1500", "--batching.max-batch-size", "64",
+            "--server.grace-period-s", "20"]
     proc = start_server(args, log_path=tmp_path / "log")
     wait_serving(target, proc)
     channel = grpc.insecure_channel(target)
