@@ -322,7 +322,7 @@ class DynamicBatcher:
         rows = sum(row_counts)
         padded_rows = merge.padded_size(rows, self._allowed_sizes)
         inputs = [item.inputs for item in items]
-        self._policy.started(formed_s, worker, padded_rows)
+        self._policy.started(formed_s, worker, rows, padded_rows)
         try:
             try:
                 run = compute if self._batching else compute_alone

@@ -52,6 +52,16 @@ class CostModel:
         """Pessimistic seconds for a batch of `rows` rows; 0.0 before the first observation."""
         return self._a + self._s * rows + 2.0 * math.sqrt(self._sq_residual)
 
+    def rows_to_sustain(self, rows_per_s: float) -> float:
+        """The fewest rows per batch at which batches keep up with `rows_per_s` (rows / predict_s(rows)
+        >= rows_per_s); math.inf when no batch size does, 0.0 before the first observation."""
+        fixed_s = self._a + 2.0 * math.sqrt(self._sq_residual)  # the part of predict_s that rows do not scale
+        if not self.ready or rows_per_s <= 0:
+            return 0.0
+        if self._s * rows_per_s >= 1:
+            return math.inf
+        return rows_per_s * fixed_s / (1 - self._s * rows_per_s)
+
     def _refit(self) -> None:
         mean_x, mean_y = self._wx / self._w, self._wy / self._w
         var_x = self._wxx / self._w - mean_x * mean_x

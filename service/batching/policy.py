@@ -14,6 +14,8 @@ from service.settings import BatchingSettings
 
 # Wait for a batch that sustains this much more than the arrival rate, so the queue drains.
 _RATE_MARGIN = 1.25
+# After a wait that gained no rows, the next 1, 2, 4, ... batches (at most this many) do not wait.
+_MAX_BACKOFF_BATCHES = 1024
 # mode=slo plans its queue + compute time within this fraction of latency_slo_ms: the rest is for
 # decoding, encoding and the scheduling jitter that the compute-time model does not see.
 SLO_BUDGET_FRACTION = 0.7
@@ -61,14 +63,15 @@ class BatchPolicy:
         """A request of `rows` rows was queued at `now_s`."""
         self.rate.add(now_s, rows)
 
-    def started(self, now_s: float, worker: int, rows: int) -> None:
-        """`worker` began a batch of `rows` rows at `now_s`."""
-        self._busy_until_s[worker] = now_s + self.costs[worker].predict_s(rows)
+    def started(self, now_s: float, worker: int, rows: int, padded_rows: int) -> None:
+        """`worker` began a batch of `rows` request rows (padded to `padded_rows`) at `now_s`."""
+        self._busy_until_s[worker] = now_s + self.costs[worker].predict_s(padded_rows)
 
     def finished(self, worker: int, rows: int, compute_s: float) -> None:
-        """`worker`'s batch of `rows` rows took `compute_s` seconds in the model call."""
+        """`worker`'s batch of `rows` rows took `compute_s` seconds in the model call (0: it never ran)."""
         self._busy_until_s.pop(worker, None)
-        self.costs[worker].observe(max(1, rows), compute_s)
+        if compute_s > 0:
+            self.costs[worker].observe(max(1, rows), compute_s)
 
     def free_in_s(self, now_s: float) -> float:
         """Expected seconds until some worker is free: 0 when one is idle now."""
@@ -85,7 +88,18 @@ class AdaptivePolicy(BatchPolicy):
     for about the time the arrival rate says those rows take to come. So a lone request runs at
     once, requests that queued while the workers were busy all go in the next batch, and a burst
     on an idle worker forms one batch when the measured costs say so.
+
+    A rate alone cannot tell many independent clients from one client sending its next request
+    as soon as the last returns (nothing arrives while it waits). So the policy checks its waits:
+    a wait during which no row joined makes the next 1, 2, 4, ... (at most _MAX_BACKOFF_BATCHES)
+    batches run without waiting; a wait that gained rows resets the backoff.
     """
+
+    def __init__(self, settings: BatchingSettings, workers: int) -> None:
+        super().__init__(settings, workers)
+        self._wait_from_rows: dict[int, int] = {}  # worker -> rows queued when it chose to wait
+        self._skip = 0  # batches that will not wait
+        self._backoff = 1
 
     def plan(self, now_s: float, worker: int, queued_rows: int, head_s: float) -> Plan:
         cap = self.cap_rows(worker)
@@ -93,11 +107,23 @@ class AdaptivePolicy(BatchPolicy):
             return Plan(now_s, cap, cap, 0.0)
         longest_s = self.longest_wait_s(worker, cap)
         target = self._target_rows(now_s, worker, queued_rows, cap)
-        if target <= queued_rows or longest_s <= 0:
+        if target <= queued_rows or longest_s <= 0 or self._skip > 0:
             return Plan(now_s, cap, cap, 0.0)
+        self._wait_from_rows.setdefault(worker, queued_rows)
         wait_s = (target - queued_rows) / self.rate.per_s(now_s)
         ready_at_s = min(now_s + wait_s, head_s + longest_s)
         return Plan(ready_at_s, cap, target, max(0.0, ready_at_s - head_s))
+
+    def started(self, now_s: float, worker: int, rows: int, padded_rows: int) -> None:
+        super().started(now_s, worker, rows, padded_rows)
+        waited_from = self._wait_from_rows.pop(worker, None)
+        if waited_from is None:
+            self._skip = max(0, self._skip - 1)
+        elif rows > waited_from:
+            self._backoff = 1
+        else:  # nothing joined: waiting did not pay
+            self._skip = self._backoff
+            self._backoff = min(2 * self._backoff, _MAX_BACKOFF_BATCHES)
 
     def cap_rows(self, worker: int) -> int:
         """The most rows `worker` runs in one batch."""
@@ -108,17 +134,12 @@ class AdaptivePolicy(BatchPolicy):
         return self.timeout_s
 
     def _target_rows(self, now_s: float, worker: int, queued_rows: int, cap: int) -> int:
-        """The smallest batch that keeps up with arrivals (queued_rows when no wait pays)."""
-        cost = self.costs[worker]
+        """The smallest batch that keeps up with arrivals, at most the cap (queued_rows when no wait pays)."""
         rate_per_worker = self.rate.per_s(now_s) / len(self.costs)
-        if not cost.ready or rate_per_worker <= 0:
+        needed = self.costs[worker].rows_to_sustain(rate_per_worker * _RATE_MARGIN)
+        if needed <= queued_rows:
             return queued_rows
-        if queued_rows / cost.predict_s(queued_rows) >= rate_per_worker * _RATE_MARGIN:
-            return queued_rows
-        for rows in range(queued_rows + 1, cap + 1):
-            if rows / cost.predict_s(rows) >= rate_per_worker * _RATE_MARGIN:
-                return rows
-        return cap
+        return cap if needed >= cap else math.ceil(needed)
 
 
 class SloPolicy(AdaptivePolicy):

@@ -72,6 +72,20 @@ def test_the_lone_request_does_not_wait():
     assert plan.ready_at_s == 2.0 and plan.wait_s == 0.0
 
 
+def test_one_client_in_a_closed_loop_soon_stops_waiting():
+    """Its rate looks busy (one request right after the other), but nothing ever joins a wait."""
+    policy = trained(adaptive(batch_timeout_ms=5.0))
+    now_s, waits = 0.0, 0
+    for _ in range(1000):
+        policy.arrived(now_s, 1)
+        plan = policy.plan(now_s, 0, 1, now_s)
+        waits += plan.wait_s > 0
+        policy.started(plan.ready_at_s, 0, 1, 1)  # the wait (if any) ended with the lone row
+        policy.finished(0, 1, curve_s(1))
+        now_s = plan.ready_at_s + curve_s(1) + 0.0001  # the reply, and the client's next request
+    assert 1 <= waits <= 11  # the first waits, then after 1, 2, 4, ... 512 batches
+
+
 def test_the_lone_request_does_not_wait_before_any_cost_is_known():
     policy = adaptive()
     policy.arrived(0.0, 1)
@@ -132,7 +146,7 @@ def _simulate(policy: BatchPolicy, per_s: float, seconds: float) -> tuple[list[f
         plan = policy.plan(now_s, 0, len(queue), queue[0]) if queue and busy_until_s < now_s else None
         if plan is not None and (len(queue) >= plan.ready_rows or now_s >= plan.ready_at_s):
             batch = [queue.popleft() for _ in range(min(plan.cap_rows, len(queue)))]
-            policy.started(now_s, 0, len(batch))
+            policy.started(now_s, 0, len(batch), len(batch))
             busy_until_s = now_s + curve_s(len(batch))
             policy.finished(0, len(batch), curve_s(len(batch)))
             latencies += [busy_until_s - arrived_s for arrived_s in batch]
