@@ -19,6 +19,9 @@ _MAX_BACKOFF_BATCHES = 1024
 # mode=slo plans its queue + compute time within this fraction of latency_slo_ms: the rest is for
 # decoding, encoding and the scheduling jitter that the compute-time model does not see.
 SLO_BUDGET_FRACTION = 0.7
+# While mode=slo refuses everything (even one row seems to miss the SLO), an idle batcher still
+# admits one request this often, so that the cost model sees the model again (it may be faster now).
+SLO_PROBE_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +152,15 @@ class SloPolicy(AdaptivePolicy):
     is the largest batch whose pessimistic cost, twice, fits the budget (SLO_BUDGET_FRACTION of
     the SLO), and the longest wait is what the budget leaves. A request is refused at once when the
     rows ahead of it, run cap by cap on every worker, would take longer than the budget, including
-    when even a batch of one does not fit. Before a worker's first batch nothing is refused.
+    when even a batch of one does not fit. Before a worker's first batch nothing is refused; while
+    everything would be, an idle batcher admits one probe per SLO_PROBE_INTERVAL_S to re-measure.
     """
 
     def __init__(self, settings: BatchingSettings, workers: int) -> None:
         super().__init__(settings, workers)
         assert settings.latency_slo_ms is not None  # validated by BatchingSettings
         self.budget_s = settings.latency_slo_ms / 1000 * SLO_BUDGET_FRACTION
+        self._probed_s = -math.inf
 
     def cap_rows(self, worker: int) -> int:
         cost = self.costs[worker]
@@ -170,8 +175,12 @@ class SloPolicy(AdaptivePolicy):
         ready = [w for w, cost in enumerate(self.costs) if cost.ready]
         if not ready:
             return True
-        if min(self.costs[w].predict_s(1) for w in ready) > self.budget_s:
-            return False  # not even a batch of one fits
+        if min(self.costs[w].predict_s(1) for w in ready) > self.budget_s:  # not even a batch of one fits
+            idle = queued_rows == 0 and self.free_in_s(now_s) == 0
+            if idle and now_s - self._probed_s >= SLO_PROBE_INTERVAL_S:
+                self._probed_s = now_s
+                return True
+            return False
         caps = [self.cap_rows(w) for w in ready]
         round_s = max(self.costs[w].predict_s(cap) for w, cap in zip(ready, caps, strict=True))
         rounds = math.ceil((queued_rows + rows) / sum(caps))

@@ -191,7 +191,10 @@ def test_slo_mode_refuses_everything_when_even_one_row_misses_the_target():
     policy = make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1)
     assert isinstance(policy, SloPolicy) and policy.admits(0.0, 1, 0)  # nothing known yet
     policy.finished(0, 1, 0.020)
-    assert not policy.admits(0.0, 1, 0)
+    assert not policy.admits(0.0, 1, 3)
+    assert policy.admits(0.0, 1, 0)  # idle: one probe re-measures the model
+    assert not policy.admits(0.1, 1, 0)  # and only one per SLO_PROBE_INTERVAL_S
+    assert policy.admits(0.6, 1, 0)
 
 
 def test_fixed_mode_keeps_the_queue_timers():
@@ -231,7 +234,8 @@ async def test_slo_mode_answers_unavailable_at_once_when_the_model_is_slower_tha
     observer = RecordingObserver()
     batcher = await started(model, observer, mode="slo", latency_slo_ms=10.0)
     await batcher.submit(rows(1))  # nothing known yet: admitted, and it teaches the cost
-    with pytest.raises(Unavailable, match=r"latency_slo_ms=10\.0"):
-        await batcher.submit(rows(1))
-    assert observer.rejects == ["slo"] and model.batch_rows == [1]
+    probe, *refused = await asyncio.gather(*(batcher.submit(rows(1)) for _ in range(3)), return_exceptions=True)
+    assert isinstance(probe, dict)  # the batcher was idle: one probe re-measures the model
+    assert all(isinstance(e, Unavailable) and "latency_slo_ms=10.0" in str(e) for e in refused), refused
+    assert observer.rejects == ["slo", "slo"] and model.batch_rows == [1, 1]
     await batcher.stop()
