@@ -15,7 +15,7 @@ from service.batching.estimates import ArrivalRate, CostModel
 from service.batching.policy import SLO_BUDGET_FRACTION, AdaptivePolicy, BatchPolicy, SloPolicy, make_policy
 from service.batching.queues import BatchQueue, Pending
 from service.errors import Unavailable
-from service.settings import BatchingSettings
+from service.settings import BatchingSettings, Settings
 from tests.unit.batching_fakes import FakeModel, RecordingObserver, async_test, reference, rows, started
 
 
@@ -210,6 +210,15 @@ def test_settings_validate_the_mode_and_the_slo():
     with pytest.raises(ValueError):
         BatchingSettings(mode="slo", latency_slo_ms=0.0)
     assert BatchingSettings().mode == "adaptive"
+
+
+def test_per_model_overrides_choose_the_mode():
+    settings = Settings(models={"m": {"batching": {"mode": "slo", "latency_slo_ms": 20}}})
+    assert settings.batching_for("m").mode == "slo" and settings.batching_for("m").latency_slo_ms == 20
+    assert settings.batching_for("other").mode == "adaptive"
+    broken = Settings(models={"m": {"batching": {"mode": "slo"}}})
+    with pytest.raises(ValueError, match="latency_slo_ms"):
+        broken.batching_for("m")
 
 
 @async_test
