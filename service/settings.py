@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -235,6 +235,16 @@ class Settings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _model_batching_valid(self) -> Settings:
+        for model in self.models:
+            try:
+                self.batching_for(model)
+            except ValidationError as exc:
+                problems = "; ".join(str(error["msg"]) for error in exc.errors())
+                raise ValueError(f"models.{model}.batching: {problems}") from None
+        return self
 
     @property
     def reloadable(self) -> bool:
