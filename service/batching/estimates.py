@@ -53,14 +53,14 @@ class CostModel:
         return self._a + self._s * rows + 2.0 * math.sqrt(self._sq_residual)
 
     def rows_to_sustain(self, rows_per_s: float) -> float:
-        """The fewest rows per batch at which batches keep up with `rows_per_s` (rows / predict_s(rows)
-        >= rows_per_s); math.inf when no batch size does, 0.0 before the first observation."""
-        fixed_s = self._a + 2.0 * math.sqrt(self._sq_residual)  # the part of predict_s that rows do not scale
+        """The fewest rows per batch at which batches keep up with `rows_per_s` on average
+        (rows / (a + s * rows) >= rows_per_s: the mean cost, since throughput is an average, not a
+        tail); math.inf when no batch size does, 0.0 before the first observation."""
         if not self.ready or rows_per_s <= 0:
             return 0.0
         if self._s * rows_per_s >= 1:
             return math.inf
-        return rows_per_s * fixed_s / (1 - self._s * rows_per_s)
+        return rows_per_s * self._a / (1 - self._s * rows_per_s)
 
     def _refit(self) -> None:
         mean_x, mean_y = self._wx / self._w, self._wy / self._w
