@@ -56,7 +56,7 @@ def test_cost_model_learns_a_linear_curve_and_stays_pessimistic_before_it_has_tw
     assert cost.predict_s(32) == pytest.approx(curve_s(32), rel=0.05)
     rows = math.ceil(cost.rows_to_sustain(3000))  # batches of `rows` keep up with 3000 rows/s on average
     assert rows / curve_s(rows) >= 3000 * 0.99 > (rows - 1) / curve_s(rows - 1)
-    assert cost.rows_to_sustain(1 / 0.0002) == math.inf  # 0.2 ms a row: no batch keeps up with 5000 rows/s
+    assert cost.rows_to_sustain(6000) == math.inf  # 0.2 ms a row: no batch keeps up with 6000 rows/s
 
 
 def test_arrival_rate_follows_a_step():
