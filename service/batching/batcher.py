@@ -9,17 +9,18 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.batching import merge
+from service.batching.admission import Admission
 from service.batching.compute import Outputs, PredictFn, compute, compute_alone, rows_of, settle
 from service.batching.merge import BatchOutputError
 from service.batching.observer import BatchObserver, BatchTrigger, GuardedObserver, NullObserver
 from service.batching.policy import make_policy
 from service.batching.queues import BatchQueue, Pending
-from service.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, ServingError, Unavailable
+from service.errors import DeadlineExceeded, Internal, ServingError, Unavailable
 from service.settings import BatchingSettings
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class DynamicBatcher:
         self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled, idle_s=idle_s)
         self._observer.watch_queue(rows_of(weakref.ref(self._queue)))
         self._policy = make_policy(settings, len(self._fns))
+        self._admission = Admission(settings, self._policy, self._observer, self._what)
         self._clock = clock
         if settings.mode == "fixed" or not settings.enabled:
             self._observer.on_plan(self._timeout_s, settings.max_batch_size if settings.enabled else 1)
@@ -143,9 +145,9 @@ class DynamicBatcher:
         """
         if self._state is not _State.RUNNING:
             raise Unavailable(self._refusal())
-        rows, key = self._describe(inputs)
+        rows, key = self._admission.describe(inputs)
         now_s = self._clock()
-        self._admit(rows, now_s, deadline)
+        self._admission.check(rows, now_s, deadline, self._queue.rows)
         self._policy.arrived(now_s, rows)
         return await self._wait(self._enqueue(inputs, rows, key, now_s, deadline))
 
@@ -170,41 +172,6 @@ class DynamicBatcher:
         await asyncio.shield(self._closing)
 
     # -- admission -------------------------------------------------------------------------
-
-    def _describe(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, merge.CompatKey | None]:
-        try:
-            if self._batching:
-                return merge.describe(inputs)
-            if not isinstance(inputs, Mapping):
-                raise InvalidArgument(f"inputs must be a dict of arrays, not {type(inputs).__name__}")
-            return merge.loose_rows(inputs), None
-        except InvalidArgument:
-            self._observer.on_reject("invalid")
-            raise
-
-    def _admit(self, rows: int, now_s: float, deadline: float | None) -> None:
-        limit = self._settings.max_queue_rows
-        if deadline is not None and now_s >= deadline:
-            self._observer.on_reject("deadline")
-            raise DeadlineExceeded(f"{self._what}: the deadline had passed before the request was queued")
-        if rows > limit:
-            self._observer.on_reject("invalid")
-            raise ResourceExhausted(
-                f"{self._what}: the request has {rows} rows, more than the queue holds "
-                f"(max_queue_rows={limit}); send smaller requests"
-            )
-        if self._queue.rows + rows > limit:
-            self._observer.on_reject("queue_full")
-            raise Unavailable(
-                f"{self._what}: queue is full (max_queue_rows={limit}, {self._queue.rows} rows queued, "
-                f"request has {rows}); retry with backoff"
-            )
-        if not self._policy.admits(now_s, rows, self._queue.rows):
-            self._observer.on_reject("slo")
-            raise Unavailable(
-                f"{self._what}: the request would miss latency_slo_ms={self._settings.latency_slo_ms} "
-                f"({self._queue.rows} rows queued); retry with backoff or add capacity"
-            )
 
     def _enqueue(
         self, inputs: merge.Tensors, rows: int, key: object, now_s: float, deadline: float | None
