@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.card import load_card
-from loadtests import loadgen, payloads, plot, report, servers
+from loadtests import bench_policy, loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
     parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--only", choices=("policy",), help="run only this section (loadtests/bench_policy.py)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.duration_s = args.duration_s or (2.0 if quick else 10.0)
@@ -356,10 +357,15 @@ class Bench:
         self.result.update(report.environment(sys.argv))
         version_dir = self.build_model()
         request, response, probe = self.write_payloads(version_dir, "mnist")
+        if self.args.only == "policy":
+            self.result["policy"] = bench_policy.measure(self, version_dir, request, probe)
+            self.result["load_average_end"] = list(os.getloadavg())
+            return self.result
         max_batch = report.server_settings(self.args.server_arg).batching.max_batch_size
         # Alone on the machine: before any server starts.
         self.result["compute_ceiling"] = self.ceilings(version_dir, sorted({1, 8, 32, max_batch}))
         self.main_run(version_dir, request, response, probe)
+        self.result["policy"] = bench_policy.measure(self, version_dir, request, probe)
         if self.args.digits_repo:
             self.digits(self.args.digits_repo)
         elif self.args.digits:
@@ -389,8 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = results_stem(args.results_dir, args.machine or report.machine_name(), time.localtime())
     json_path = args.results_dir / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=1) + "\n")
-    print(report.render(result))
-    if not args.no_plot:
+    if "sweep" in result:
+        print(report.render(result))
+    print(bench_policy.render(result["policy"]))
+    if not args.no_plot and "sweep" in result:
         plot.plot(result, args.results_dir / f"{stem}.png")
     print(f"\nresults: {json_path}")
     return 0

@@ -25,12 +25,13 @@ from prometheus_client import (
     start_http_server,
 )
 
-from service.batching.observer import BatchObserver, RejectReason
+from service.batching.observer import BatchObserver, BatchTrigger, RejectReason
 from service.settings import MetricsSettings
 
 PREFIX = "batchwise_"
 STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
-REJECT_REASONS: tuple[RejectReason, ...] = ("queue_full", "deadline", "cancelled", "invalid")
+REJECT_REASONS: tuple[RejectReason, ...] = ("queue_full", "deadline", "cancelled", "invalid", "slo")
+BATCH_TRIGGERS: tuple[BatchTrigger, ...] = ("immediate", "full", "timeout", "drain")
 LOAD_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNKNOWN_METHOD = "unknown"
 BATCH_LABELS = ("model", "version", "variant", "signature")
@@ -118,6 +119,11 @@ class Metrics:
                                            BATCH_LABELS)
         self.rejections = family.counter("rejections", "Requests the batcher refused or dropped before compute.",
                                          ("model", "reason"))
+        self.batch_wait = family.gauge("batch_wait_seconds", "Wait the batch policy last chose after the oldest "
+                                       "queued request (0 = runs at once).", BATCH_LABELS)
+        self.batch_cap = family.gauge("batch_cap_rows", "Batch-size cap the batch policy last chose.", BATCH_LABELS)
+        self.batch_triggers = family.counter("batches_formed", "Batches by why they ran: immediate (no wait), "
+                                             "full, timeout (the wait ran out) or drain.", (*BATCH_LABELS, "trigger"))
 
     def _define_model_families(self, family: _Families) -> None:
         self.model_load = family.histogram("model_load_seconds", "Time to load (and check) a model variant.",
@@ -267,6 +273,9 @@ class _BatchMetrics(BatchObserver):
         self._padding = metrics.batch_padding.labels(*labels)
         self._queue = metrics.queue_rows.labels(*labels)
         self._rejects = {reason: metrics.rejections.labels(labels[0], reason) for reason in REJECT_REASONS}
+        self._plan_wait = metrics.batch_wait.labels(*labels)
+        self._plan_cap = metrics.batch_cap.labels(*labels)
+        self._triggers = {trigger: metrics.batch_triggers.labels(*labels, trigger) for trigger in BATCH_TRIGGERS}
 
     def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
         self._rows.observe(rows)
@@ -277,6 +286,13 @@ class _BatchMetrics(BatchObserver):
 
     def on_reject(self, reason: RejectReason) -> None:
         self._rejects[reason].inc()
+
+    def on_plan(self, wait_s: float, cap_rows: int) -> None:
+        self._plan_wait.set(wait_s)
+        self._plan_cap.set(cap_rows)
+
+    def on_trigger(self, trigger: BatchTrigger) -> None:
+        self._triggers[trigger].inc()
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
         self._queue.set_function(rows)  # read at scrape time: nothing on the request path

@@ -88,18 +88,41 @@ class RuntimeSettings(BaseModel):
     min_top1_agreement: float = Field(0.9, ge=0, le=1, description="classification agreement vs the card")
 
 
+BatchingMode = Literal["adaptive", "slo", "fixed"]
+
+
 class BatchingSettings(BaseModel):
-    """Dynamic batching knobs (server-wide defaults; models may override)."""
+    """Dynamic batching knobs (server-wide defaults; models may override).
+
+    mode: adaptive (default) runs a request at once unless waiting is likely to pay, never longer
+    than batch_timeout_ms; slo also picks its wait and batch-size cap to keep the p99 time in the
+    server under latency_slo_ms, and refuses at once (UNAVAILABLE) what would miss it; fixed waits
+    batch_timeout_ms / batch_idle_timeout_ms as TF Serving does.
+    """
 
     enabled: bool = Field(True, description="merge concurrent requests into batches")
+    mode: BatchingMode = Field("adaptive", description="adaptive | slo | fixed: how the batcher decides to wait")
+    latency_slo_ms: float | None = Field(
+        None, gt=0, description="mode=slo: p99 target for a request's time in the server (queue + compute)"
+    )
     max_batch_size: int = Field(64, ge=1, description="rows in one model call")
-    batch_timeout_ms: float = Field(5.0, ge=0, description="longest wait after the first queued row before running")
+    batch_timeout_ms: float = Field(
+        5.0, ge=0, description="longest wait after the first queued row before running (fixed: always waited)"
+    )
     batch_idle_timeout_ms: float = Field(
-        1.0, ge=0, description="run sooner once no request has joined the batch for this long (0 = off)"
+        1.0, ge=0, description="mode=fixed: run sooner once no request has joined the batch for this long (0 = off)"
     )
     max_queue_rows: int = Field(4096, ge=1, description="rows waiting per batcher; more are refused")
     num_batch_workers: int = Field(1, ge=1, description="batches computed at once per batcher")
     allowed_batch_sizes: list[int] = Field([], description="pad batches up to these sizes (ascending)")
+
+    @model_validator(mode="after")
+    def _slo_with_slo_mode(self) -> BatchingSettings:
+        if self.mode == "slo" and self.latency_slo_ms is None:
+            raise ValueError("mode='slo' needs latency_slo_ms (the p99 target in milliseconds)")
+        if self.mode != "slo" and self.latency_slo_ms is not None:
+            raise ValueError(f"latency_slo_ms is used only with mode='slo', not mode={self.mode!r}")
+        return self
 
     @model_validator(mode="after")
     def _allowed_sizes_end_at_max(self) -> BatchingSettings:
@@ -254,6 +277,16 @@ class Settings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _model_batching_valid(self) -> Settings:
+        for model in self.models:
+            try:
+                self.batching_for(model)
+            except ValidationError as exc:
+                problems = "; ".join(str(error["msg"]) for error in exc.errors())
+                raise ValueError(f"models.{model}.batching: {problems}") from None
+        return self
 
     @property
     def reloadable(self) -> bool:

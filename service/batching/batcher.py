@@ -9,19 +9,19 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.batching import merge
+from service.batching.admission import Admission
+from service.batching.compute import Outputs, PredictFn, compute, compute_alone, rows_of, settle
 from service.batching.merge import BatchOutputError
-from service.batching.observer import BatchObserver, GuardedObserver, NullObserver
+from service.batching.observer import BatchObserver, BatchTrigger, GuardedObserver, NullObserver
+from service.batching.policy import make_policy
 from service.batching.queues import BatchQueue, Pending
-from service.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, ServingError, Unavailable
+from service.errors import DeadlineExceeded, Internal, ServingError, Unavailable
 from service.settings import BatchingSettings
-
-PredictFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-Outputs = dict[str, np.ndarray]
 
 logger = logging.getLogger(__name__)
 _MAX_DETAIL_CHARS = 300
@@ -37,11 +37,14 @@ class _State(enum.Enum):
 class DynamicBatcher:
     """Queues requests, merges compatible ones along axis 0 and runs each batch as one model call.
 
-    A batch runs when its requests reach max_batch_size rows, or batch_timeout_ms after its first
-    queued request, whichever comes first, and only when a worker is free (so batches grow while
-    all workers are busy). Requests merge only when their input names, dtypes and non-batch
-    dimensions agree; each such key has its own FIFO and the key with the oldest request goes
-    first. The queue is bounded in rows (max_queue_rows) and refuses at once when full. Requests
+    A batch runs only when a worker is free (so batches grow while all workers are busy); when,
+    and how many rows at most, the batch policy of settings.mode decides (service/batching/policy.py).
+    In fixed mode a batch runs when its requests reach max_batch_size rows, or batch_timeout_ms
+    after its first queued request (sooner after batch_idle_timeout_ms without arrivals); the
+    adaptive mode runs at once unless waiting is likely to pay; slo mode also refuses at once
+    (Unavailable) requests that would miss latency_slo_ms. Requests merge only when their input
+    names, dtypes and non-batch dimensions agree; each such key has its own FIFO and the key with
+    the oldest request goes first. The queue is bounded in rows (max_queue_rows) and refuses at once when full. Requests
     with more rows than max_batch_size are cut into pieces that queue and run separately.
 
     There is one worker per element of `predict_fns` (N copies of one callable on CPU, one
@@ -64,6 +67,7 @@ class DynamicBatcher:
         name: str = "",
         observer: BatchObserver | None = None,
         executor: concurrent.futures.Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not predict_fns:
             raise ValueError("DynamicBatcher needs at least one predict function")
@@ -80,11 +84,16 @@ class DynamicBatcher:
         idle_ms = settings.batch_idle_timeout_ms if settings.enabled else 0.0
         idle_s = idle_ms / 1000 if 0 < idle_ms < settings.batch_timeout_ms else None  # 0 = off
         self._queue = BatchQueue(settings.max_batch_size, one_per_batch=not settings.enabled, idle_s=idle_s)
-        self._observer.watch_queue(_rows_of(weakref.ref(self._queue)))
+        self._observer.watch_queue(rows_of(weakref.ref(self._queue)))
+        self._policy = make_policy(settings, len(self._fns))
+        self._admission = Admission(settings, self._policy, self._observer, self._what)
+        self._clock = clock
+        if settings.mode == "fixed" or not settings.enabled:
+            self._observer.on_plan(self._timeout_s, settings.max_batch_size if settings.enabled else 1)
         self._seq = itertools.count()
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: asyncio.Queue[PredictFn] | None = None  # workers not running a batch
+        self._idle: asyncio.Queue[int] | None = None  # indices of the workers not running a batch
         self._wakeup: asyncio.Event | None = None  # set when the dispatcher should look at the queue
         self._dispatcher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -95,6 +104,10 @@ class DynamicBatcher:
     def queue_rows(self) -> int:
         """Rows waiting for a batch (not counting batches being computed)."""
         return self._queue.rows
+
+    def predicted_compute_s(self, rows: int) -> list[float]:
+        """Each worker's current pessimistic estimate of a `rows`-row batch's compute time (0.0 before its first)."""
+        return [cost.predict_s(rows) for cost in self._policy.costs]
 
     async def start(self) -> None:
         """Start the dispatcher on the running loop. Idempotent; raises RuntimeError after stop()."""
@@ -108,8 +121,8 @@ class DynamicBatcher:
                 max_workers=len(self._fns), thread_name_prefix=f"batch-{self._name}"
             )
         self._idle = asyncio.Queue()
-        for fn in self._fns:
-            self._idle.put_nowait(fn)
+        for worker in range(len(self._fns)):
+            self._idle.put_nowait(worker)
         self._wakeup = asyncio.Event()
         self._dispatcher = self._loop.create_task(self._dispatch(), name=f"{self._what} dispatcher")
         self._state = _State.RUNNING
@@ -132,9 +145,10 @@ class DynamicBatcher:
         """
         if self._state is not _State.RUNNING:
             raise Unavailable(self._refusal())
-        rows, key = self._describe(inputs)
-        now_s = time.monotonic()
-        self._admit(rows, now_s, deadline)
+        rows, key = self._admission.describe(inputs)
+        now_s = self._clock()
+        self._admission.check(rows, now_s, deadline, self._queue.rows)
+        self._policy.arrived(now_s, rows)
         return await self._wait(self._enqueue(inputs, rows, key, now_s, deadline))
 
     async def stop(self, drain: bool = True) -> None:
@@ -158,35 +172,6 @@ class DynamicBatcher:
         await asyncio.shield(self._closing)
 
     # -- admission -------------------------------------------------------------------------
-
-    def _describe(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, merge.CompatKey | None]:
-        try:
-            if self._batching:
-                return merge.describe(inputs)
-            if not isinstance(inputs, Mapping):
-                raise InvalidArgument(f"inputs must be a dict of arrays, not {type(inputs).__name__}")
-            return merge.loose_rows(inputs), None
-        except InvalidArgument:
-            self._observer.on_reject("invalid")
-            raise
-
-    def _admit(self, rows: int, now_s: float, deadline: float | None) -> None:
-        limit = self._settings.max_queue_rows
-        if deadline is not None and now_s >= deadline:
-            self._observer.on_reject("deadline")
-            raise DeadlineExceeded(f"{self._what}: the deadline had passed before the request was queued")
-        if rows > limit:
-            self._observer.on_reject("invalid")
-            raise ResourceExhausted(
-                f"{self._what}: the request has {rows} rows, more than the queue holds "
-                f"(max_queue_rows={limit}); send smaller requests"
-            )
-        if self._queue.rows + rows > limit:
-            self._observer.on_reject("queue_full")
-            raise Unavailable(
-                f"{self._what}: queue is full (max_queue_rows={limit}, {self._queue.rows} rows queued, "
-                f"request has {rows}); retry with backoff"
-            )
 
     def _enqueue(
         self, inputs: merge.Tensors, rows: int, key: object, now_s: float, deadline: float | None
@@ -248,11 +233,11 @@ class DynamicBatcher:
         assert self._loop is not None and self._idle is not None
         try:
             while True:
-                fn = await self._idle.get()
-                batch = await self._next_batch()
+                worker = await self._idle.get()
+                batch = await self._next_batch(worker)
                 if batch is None:
                     return
-                task = self._loop.create_task(self._run(fn, *batch))
+                task = self._loop.create_task(self._run(worker, *batch))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
         except asyncio.CancelledError:
@@ -262,21 +247,32 @@ class DynamicBatcher:
             logger.exception("%s: dispatcher failed", self._what)
             self._shut_down(Internal(f"{self._what} failed: {type(exc).__name__}: {exc}"[:_MAX_DETAIL_CHARS]))
 
-    async def _next_batch(self) -> tuple[list[Pending], float] | None:
-        """Wait for a ready batch; returns (items, formed_s), or None once stopping with nothing queued."""
+    async def _next_batch(self, worker: int) -> tuple[list[Pending], float] | None:
+        """Wait for a batch `worker` should run; returns (items, formed_s), or None once stopping and empty."""
         assert self._loop is not None and self._wakeup is not None
+        waited, ready_at_s, cap, ready_rows = False, None, self._settings.max_batch_size, None
         while True:
-            now_s = time.monotonic()
-            taken = self._queue.take(now_s, flush=self._state is not _State.RUNNING)
+            now_s = self._clock()
+            flush = self._state is not _State.RUNNING
+            head = self._queue.head()
+            if head is not None and not flush:  # a later look may only shorten the wait
+                plan = self._policy.plan(now_s, worker, *head)
+                cap, ready_rows, self._queue.wake_rows = plan.cap_rows, plan.ready_rows, plan.ready_rows
+                if plan.ready_at_s is not None:
+                    ready_at_s = plan.ready_at_s if ready_at_s is None else min(ready_at_s, plan.ready_at_s)
+                    self._observer.on_plan(plan.wait_s, plan.cap_rows)
+            taken = self._queue.take(now_s, flush=flush, ready_at_s=ready_at_s, cap_rows=cap, ready_rows=ready_rows)
             if taken is not None:
                 items, expired = taken
                 self._expire(expired, now_s)
                 if items:
+                    self._observer.on_trigger(_trigger(waited, flush, sum(i.rows for i in items), ready_rows or cap))
                     return items, now_s
+                ready_at_s = None  # the next head starts a fresh plan
                 continue
-            if self._state is not _State.RUNNING:
+            if flush:
                 return None
-            wake_at = self._queue.wake_at()
+            wake_at = ready_at_s if ready_at_s is not None else self._queue.wake_at()
             self._wakeup.clear()
             timer = None if wake_at is None else self._loop.call_later(max(0.0, wake_at - now_s), self._wakeup.set)
             try:
@@ -284,26 +280,29 @@ class DynamicBatcher:
             finally:
                 if timer is not None:
                     timer.cancel()
+            waited = waited or head is not None  # (waiting on an empty queue is not a batch's wait)
 
-    async def _run(self, fn: PredictFn, items: list[Pending], formed_s: float) -> None:
+    async def _run(self, worker: int, items: list[Pending], formed_s: float) -> None:
         """Compute one batch in the executor and settle every item's future."""
         assert self._loop is not None and self._idle is not None
         row_counts = [item.rows for item in items]
         rows = sum(row_counts)
         padded_rows = merge.padded_size(rows, self._allowed_sizes)
         inputs = [item.inputs for item in items]
+        self._policy.started(formed_s, worker, rows, padded_rows)
         try:
             try:
-                compute = _compute if self._batching else _compute_alone
+                run = compute if self._batching else compute_alone
                 parts, error, compute_s = await self._loop.run_in_executor(
-                    self._executor, compute, fn, inputs, row_counts, padded_rows
+                    self._executor, run, self._fns[worker], inputs, row_counts, padded_rows
                 )
             except Exception as exc:  # e.g. the executor was shut down under us
                 parts, error, compute_s = None, exc, 0.0
-            self._idle.put_nowait(fn)  # (not when cancelled: fn may still be running in its thread)
-            _settle(items, parts if error is None else self._batch_error(error, rows, padded_rows))
+            self._policy.finished(worker, padded_rows, compute_s)
+            self._idle.put_nowait(worker)  # (not when cancelled: its fn may still be running in its thread)
+            settle(items, parts if error is None else self._batch_error(error, rows, padded_rows))
         finally:  # cancelled with the loop, or a bug: no waiter may hang (a no-op when all are settled)
-            _settle(items, Unavailable(f"{self._what} was stopped while the batch ran"))
+            settle(items, Unavailable(f"{self._what} was stopped while the batch ran"))
         self._observer.on_batch(rows, padded_rows - rows, [formed_s - item.enqueued_s for item in items], compute_s)
 
     def _batch_error(self, error: BaseException, rows: int, padded_rows: int) -> ServingError:
@@ -335,7 +334,7 @@ class DynamicBatcher:
                 )
 
     def _fail_queued(self, error: ServingError) -> None:
-        _settle(self._queue.drain(), error)
+        settle(self._queue.drain(), error)
 
     def _shut_down(self, error: ServingError) -> None:
         if self._state is _State.RUNNING:
@@ -352,52 +351,10 @@ class DynamicBatcher:
         self._state = _State.STOPPED
 
 
-def _compute(
-    fn: PredictFn, inputs: list[merge.Tensors], row_counts: list[int], padded_rows: int
-) -> tuple[list[Outputs] | None, BaseException | None, float]:
-    """Merge, pad, predict and split one batch: (parts, None, seconds) or (None, error, seconds).
-
-    NOTE: runs in an executor thread; touches no batcher state.
-    """
-    start_s = time.monotonic()
-    try:
-        batch = merge.concat(inputs, padded_rows - sum(row_counts))
-        parts = merge.split(fn(batch), row_counts, padded_rows)
-    except Exception as exc:
-        return None, exc, time.monotonic() - start_s
-    return parts, None, time.monotonic() - start_s
-
-
-def _compute_alone(
-    fn: PredictFn, inputs: list[merge.Tensors], row_counts: list[int], padded_rows: int
-) -> tuple[list[Outputs] | None, BaseException | None, float]:
-    """Run one request as given, without batching: no padding and no row checks (see _compute)."""
-    start_s = time.monotonic()
-    try:
-        (request,) = inputs
-        outputs = merge.as_outputs(fn(dict(request)))
-    except Exception as exc:
-        return None, exc, time.monotonic() - start_s
-    return [outputs], None, time.monotonic() - start_s
-
-
-def _rows_of(queue: weakref.ReferenceType[BatchQueue]) -> Callable[[], int]:
-    """A reader of the queue's current rows that does not keep the queue (or its batcher) alive."""
-
-    def rows() -> int:
-        alive = queue()
-        return 0 if alive is None else alive.rows
-
-    return rows
-
-
-def _settle(items: list[Pending], outcome: list[Outputs] | ServingError | None) -> None:
-    """Resolve each item's future with its part of `outcome`, or with the error; skips futures already done."""
-    for i, item in enumerate(items):
-        if item.future.done():
-            continue
-        if isinstance(outcome, ServingError):
-            item.future.set_exception(outcome)
-        else:
-            assert outcome is not None
-            item.future.set_result(outcome[i])
+def _trigger(waited: bool, flush: bool, rows: int, cap: int) -> BatchTrigger:
+    """Why a batch ran: with no wait, once full, once its wait was over, or because the batcher drains."""
+    if flush:
+        return "drain"
+    if not waited:
+        return "immediate"
+    return "full" if rows >= cap else "timeout"

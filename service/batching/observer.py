@@ -6,7 +6,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
-RejectReason = Literal["queue_full", "deadline", "cancelled", "invalid"]
+RejectReason = Literal["queue_full", "deadline", "cancelled", "invalid", "slo"]
+# Why a batch ran: no wait was chosen, it reached its size cap, its wait ran out, or the batcher drains.
+BatchTrigger = Literal["immediate", "full", "timeout", "drain"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,14 @@ class BatchObserver(Protocol):
 
     def on_reject(self, reason: RejectReason) -> None:
         """A request was refused or dropped before compute; called once per request."""
+        return None
+
+    def on_plan(self, wait_s: float, cap_rows: int) -> None:
+        """The batch policy chose a wait (seconds after the oldest request) and a batch-size cap."""
+        return None
+
+    def on_trigger(self, trigger: BatchTrigger) -> None:
+        """A batch was formed, for this reason (called once per batch, before on_batch)."""
         return None
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
@@ -58,6 +68,18 @@ class GuardedObserver(BatchObserver):
             self._inner.on_reject(reason)
         except Exception:
             logger.exception("batch observer failed in on_reject")
+
+    def on_plan(self, wait_s: float, cap_rows: int) -> None:
+        try:
+            self._inner.on_plan(wait_s, cap_rows)
+        except Exception:
+            logger.exception("batch observer failed in on_plan")
+
+    def on_trigger(self, trigger: BatchTrigger) -> None:
+        try:
+            self._inner.on_trigger(trigger)
+        except Exception:
+            logger.exception("batch observer failed in on_trigger")
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
         try:

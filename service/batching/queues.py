@@ -57,6 +57,7 @@ class BatchQueue:
         self._heads: list[tuple[int, Hashable]] = []  # one (seq, key) per key; seq may lag the real head
         self._full: set[Hashable] = set()
         self.rows = 0
+        self.wake_rows = max_batch_rows  # push() asks for a look once a key holds this many rows
 
     def push(self, item: Pending) -> bool:
         """Queue `item`; True when this may make a batch ready sooner (the dispatcher should look)."""
@@ -73,7 +74,7 @@ class BatchQueue:
         if kq.rows >= self._max_rows:
             self._full.add(item.key)
             return True
-        return was_empty
+        return was_empty or kq.rows >= self.wake_rows
 
     def discard(self, item: Pending) -> bool:
         """Drop a still-queued item (its caller went away); False if it already left the queue."""
@@ -88,22 +89,39 @@ class BatchQueue:
             kq.dead = 0
         return True
 
-    def take(self, now_s: float, *, flush: bool = False) -> tuple[list[Pending], list[Pending]] | None:
+    def take(
+        self,
+        now_s: float,
+        *,
+        flush: bool = False,
+        ready_at_s: float | None = None,
+        cap_rows: int | None = None,
+        ready_rows: int | None = None,
+    ) -> tuple[list[Pending], list[Pending]] | None:
         """The next ready batch as (items, expired), or None when no batch is ready.
 
         `expired` are items whose deadline passed; they left the queue and must be failed by the
         caller. `items` may be empty when all candidates had expired. flush=True treats every
-        queued item as ready (used while draining).
+        queued item as ready (used while draining). A batch policy may set when the oldest key's
+        batch is ready (`ready_at_s`, instead of its items' timers), a smaller size cap (`cap_rows`)
+        and how many queued rows make it ready at once (`ready_rows`, default the cap).
         """
         kq = self._oldest()
         if kq is None:
             return None
-        if not (flush or now_s >= self._ready_at(kq) or kq.rows >= self._max_rows):
+        cap = self._max_rows if cap_rows is None else min(cap_rows, self._max_rows)
+        ready_s = self._ready_at(kq) if ready_at_s is None else ready_at_s
+        if not (flush or now_s >= ready_s or kq.rows >= min(cap, ready_rows or cap)):
             if not self._full:
                 return None
             key = min(self._full, key=lambda k: self._queues[k].items[0].seq)
             kq = self._queues[key]
-        return self._pop_batch(kq, now_s)
+        return self._pop_batch(kq, now_s, cap)
+
+    def head(self) -> tuple[int, float] | None:
+        """(rows, enqueued_s of its oldest item) of the key with the oldest item; None when empty."""
+        kq = self._oldest()
+        return None if kq is None else (kq.rows, kq.items[0].enqueued_s)
 
     def wake_at(self) -> float | None:
         """When the oldest queued item's timeout passes; None when nothing is queued."""
@@ -144,7 +162,7 @@ class BatchQueue:
                 return kq
         return None
 
-    def _pop_batch(self, kq: _KeyQueue, now_s: float) -> tuple[list[Pending], list[Pending]]:
+    def _pop_batch(self, kq: _KeyQueue, now_s: float, cap: int) -> tuple[list[Pending], list[Pending]]:
         items, expired, rows = [], [], 0
         queue = kq.items
         while queue:
@@ -156,7 +174,7 @@ class BatchQueue:
                 queue.popleft()
                 self._unqueue(kq, item)
                 expired.append(item)
-            elif items and (rows + item.rows > self._max_rows or self._one_per_batch):
+            elif items and (rows + item.rows > cap or self._one_per_batch):
                 break
             else:
                 queue.popleft()

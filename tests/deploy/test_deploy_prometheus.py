@@ -53,7 +53,8 @@ def test_dashboard_covers_models_and_variants():
     assert {"datasource", "model", "variant"} <= variables
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     for family in ("request_latency_seconds", "predict_requests_total", "queue_rows", "batch_size_rows",
-                   "rejections_total", "queue_wait_seconds", "compute_seconds"):
+                   "rejections_total", "queue_wait_seconds", "compute_seconds", "batch_wait_seconds",
+                   "batch_cap_rows", "batches_formed_total"):
         assert any(f"batchwise_{family}" in expr for expr in exprs), family
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))

@@ -38,3 +38,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert "peer" not in result  # --quick leaves MLServer out (its venv is a TensorFlow install)
     assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
     assert "Ratios and targets" in proc.stdout
+    policy = result["policy"]  # the batching-policy section (loadtests/bench_policy.py)
+    assert {p["concurrency"] for p in policy["closed"]["adaptive"]} == {1, 8, 64}
+    assert set(policy["slo"]) == {"10", "50"} and all(len(s["step"]) == 3 for s in policy["slo"].values())
+    assert all("holds" in row and "target" in row for row in policy["ratios"])
+    assert "Batching policy (issue 19)" in proc.stdout

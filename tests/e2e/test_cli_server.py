@@ -62,7 +62,7 @@ def test_health_is_serving_only_after_models_load(model_repo, tmp_path):
 @pytest.mark.slow
 def test_sigterm_lets_queued_and_running_calls_finish(model_repo, tmp_path):
     # A long batch timeout keeps the calls queued in the batcher when SIGTERM arrives.
-    args = ["--repository.path", str(model_repo),
+    args = ["--repository.path", str(model_repo), "--batching.mode", "fixed",
             "--batching.batch-timeout-ms", "1500", "--batching.max-batch-size", "64", "--server.grace-period-s", "20"]
     proc = start_server(args, log_path=tmp_path / "log").wait_serving()
     channel = grpc.insecure_channel(proc.target)

@@ -32,6 +32,7 @@ QUEUED_CLIENTS = 12  # affine: each waits for the 2 s batch timer
 FAST_CLIENTS = 6  # mlp: default batching
 CONFIG = """
 [models.affine.batching]
+mode = "fixed"
 batch_timeout_ms = 2000
 batch_idle_timeout_ms = 0
 max_batch_size = 64

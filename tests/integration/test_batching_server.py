@@ -20,7 +20,7 @@ def test_concurrent_clients_get_their_own_rows_from_merged_batches(model_repo, t
     registry = CollectorRegistry()
     settings = server_settings(
         tmp_path,
-        batching={"batch_timeout_ms": 20, "max_batch_size": 32, "num_batch_workers": 1},
+        batching={"mode": "fixed", "batch_timeout_ms": 20, "max_batch_size": 32, "num_batch_workers": 1},
         metrics={"enabled": True, "port": 0},
     )
     thread = ServerThread(settings, registry=registry).start()

@@ -23,7 +23,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 def slow_server(model_repo, tmp_path):
     """affine only, with a 3 s batch timeout so that a call stays queued while the test looks at the drain."""
     repo = copy_models(model_repo, tmp_path / "repo", "affine")
-    slow = {"batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}  # no idle timeout: the timer alone decides
+    # fixed mode, no idle timeout: the timer alone decides
+    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
     thread = ServerThread(server_settings(repo, batching=slow)).start()
     yield thread
     if not thread.server._stopping:

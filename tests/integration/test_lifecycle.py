@@ -178,7 +178,8 @@ def test_deleting_a_version_drains_its_queued_requests(tmp_path, sources, start_
     publish(sources["affine3"], tmp_path, "m", 2)
     settings = polling_settings(
         tmp_path,
-        batching={"batch_timeout_ms": 120_000, "batch_idle_timeout_ms": 0, "max_batch_size": 64},  # wait in queue
+        # wait in queue
+        batching={"mode": "fixed", "batch_timeout_ms": 120_000, "batch_idle_timeout_ms": 0, "max_batch_size": 64},
         models={"m": {"version_policy": "all"}},
     )
     server = start_server(settings)

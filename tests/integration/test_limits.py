@@ -31,7 +31,7 @@ LIMITS = {
 def limited(model_repo, tmp_path_factory):
     """Small limits; mlp and strings wait 3 s for a batch (so their calls stay queued); strings queues 2 rows."""
     repo = copy_models(model_repo, tmp_path_factory.mktemp("limits") / "repo", "affine", "mlp", "strings")
-    slow = {"batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
+    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
     models = {"mlp": {"batching": slow}, "strings": {"batching": {**slow, "max_queue_rows": QUEUE_ROWS}}}
     settings = server_settings(repo, server=LIMITS, models=models)
     thread = ServerThread(settings).start()

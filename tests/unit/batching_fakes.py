@@ -73,6 +73,8 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.batches: list[tuple[int, int, list[float], float]] = []
         self.rejects: list[str] = []
+        self.plans: list[tuple[float, int]] = []
+        self.triggers: list[str] = []
         self.queue_rows: Callable[[], int] = lambda: 0
 
     def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
@@ -80,6 +82,12 @@ class RecordingObserver:
 
     def on_reject(self, reason: str) -> None:
         self.rejects.append(reason)
+
+    def on_plan(self, wait_s: float, cap_rows: int) -> None:
+        self.plans.append((wait_s, cap_rows))
+
+    def on_trigger(self, trigger: str) -> None:
+        self.triggers.append(trigger)
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
         self.queue_rows = rows
@@ -125,9 +133,11 @@ async def started(
 ) -> DynamicBatcher:
     """A started batcher over `fns` (one worker per element; a single model means one worker).
 
-    The idle timeout is off unless a test sets it, so batch_timeout_ms alone decides when batches run.
+    Fixed mode with the idle timeout off unless a test sets them, so batch_timeout_ms alone decides
+    when batches run.
     """
     knobs.setdefault("batch_idle_timeout_ms", 0.0)
+    knobs.setdefault("mode", "fixed")
     batcher = DynamicBatcher(
         [fns] if isinstance(fns, FakeModel) else list(fns), BatchingSettings(**knobs), name="fake", observer=observer
     )

@@ -19,6 +19,7 @@ from tests.unit.batching_fakes import (
     eventually,
     hold_worker,
     queued_then_released,
+    reference,
     rows,
     started,
 )
@@ -62,6 +63,45 @@ async def test_batch_sizes_padding_waits_and_compute():
     assert value("batchwise_queue_capacity_rows", LABELS) == 6
     # Request series exist at zero before any request, so rate() works from the first scrape.
     assert value("batchwise_request_latency_seconds_count", LABELS) == 0
+
+
+@async_test
+async def test_policy_choices_and_batch_triggers():
+    metrics, registry = fresh()
+    model = FakeModel()
+    batcher = await started(model, observer(metrics), mode="adaptive", max_batch_size=8, batch_timeout_ms=5)
+    await batcher.submit(rows(1))  # a lone request on an idle batcher: runs at once
+    await queued_then_released(model, batcher, [rows(1), rows(2, start=10)])  # queued behind a busy worker
+    await batcher.stop()
+    value = registry.get_sample_value
+    assert value("batchwise_batches_formed_total", {**LABELS, "trigger": "immediate"}) == 3
+    assert value("batchwise_batches_formed_total", {**LABELS, "trigger": "timeout"}) == 0
+    assert value("batchwise_batch_wait_seconds", LABELS) == 0
+    assert value("batchwise_batch_cap_rows", LABELS) == 8
+
+
+@async_test
+async def test_fixed_mode_reports_its_timeout_and_batches_that_waited():
+    metrics, registry = fresh()
+    batcher = await started(FakeModel(), observer(metrics), mode="fixed", max_batch_size=8, batch_timeout_ms=2)
+    await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1, start=5)))
+    await batcher.stop()
+    value = registry.get_sample_value
+    assert value("batchwise_batch_wait_seconds", LABELS) == 0.002
+    assert value("batchwise_batches_formed_total", {**LABELS, "trigger": "timeout"}) == 1
+
+
+@async_test
+async def test_slo_refusals_are_counted():
+    metrics, registry = fresh()
+    model = FakeModel(lambda inputs: (time.sleep(0.03), reference(inputs))[1])
+    batcher = await started(model, observer(metrics), mode="slo", latency_slo_ms=10.0)
+    await batcher.submit(rows(1))
+    outcomes = await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)), return_exceptions=True)
+    assert isinstance(outcomes[1], Unavailable)  # (the first is an idle batcher's probe)
+    await batcher.stop()
+    assert registry.get_sample_value("batchwise_rejections_total", {"model": "m", "reason": "slo"}) == 1
+    assert registry.get_sample_value("batchwise_batch_cap_rows", LABELS) == 1
 
 
 @async_test

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service.errors import DeadlineExceeded
+from service.errors import DeadlineExceeded, Unavailable
 from tests.unit.batching_fakes import FakeModel, RecordingObserver, assert_same, reference, run, started
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,6 +25,8 @@ knobs = st.fixed_dictionaries(
         "batch_idle_timeout_ms": st.sampled_from([0.0, 0.3]),
         "workers": st.integers(1, 3),
         "pad": st.booleans(),
+        "mode": st.sampled_from(["fixed", "adaptive", "slo"]),
+        "slo_ms": st.sampled_from([0.01, 10_000.0]),  # slo mode: refuses nearly all, or nothing
     }
 )
 # (rows, kind, event-loop yields before submitting)
@@ -39,7 +41,7 @@ def _request(seed: int, n_rows: int, kind: int) -> dict[str, np.ndarray]:
     return {"x": values.astype(dtype)}
 
 
-async def _batcher(knob: dict, models: list[FakeModel], observer: RecordingObserver | None = None):
+async def _batcher(knob: dict, models: list[FakeModel], observer: RecordingObserver | None = None, slo_ms=10_000.0):
     size = knob["max_batch_size"]
     allowed = sorted({max(1, size // 2), size}) if knob["pad"] else []
     return await started(
@@ -50,6 +52,8 @@ async def _batcher(knob: dict, models: list[FakeModel], observer: RecordingObser
         batch_idle_timeout_ms=knob["batch_idle_timeout_ms"],
         allowed_batch_sizes=allowed,
         max_queue_rows=10_000,
+        mode=knob["mode"],
+        latency_slo_ms=slo_ms if knob["mode"] == "slo" else None,
     )
 
 
@@ -98,7 +102,9 @@ def test_every_caller_gets_exactly_what_running_its_request_alone_gives(knob, sp
 )
 def test_cancellations_and_deadlines_never_hang_or_mix_up_answers(knob, specs, stop_early):
     async def main():
-        batcher = await _batcher(knob, [FakeModel() for _ in range(knob["workers"])])
+        batcher = await _batcher(knob, [FakeModel() for _ in range(knob["workers"])], slo_ms=knob["slo_ms"])
+        if knob["mode"] == "slo":  # one batch first, so that the cost model knows the model and may refuse
+            assert_same(await batcher.submit(_request(10_000, 1, 0)), reference(_request(10_000, 1, 0)))
         tasks, requests = [], []
         for i, (n, kind, yields, action) in enumerate(specs):
             request = _request(i, n, kind)
@@ -115,7 +121,9 @@ def test_cancellations_and_deadlines_never_hang_or_mix_up_answers(knob, specs, s
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         for request, outcome, (_, _, _, action) in zip(requests, outcomes, specs, strict=True):
             event(f"{action}: {type(outcome).__name__}")
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Unavailable) and knob["mode"] == "slo":
+                assert "latency_slo_ms" in str(outcome)  # refused at once: it would miss the SLO
+            elif isinstance(outcome, BaseException):
                 allowed = {"cancel": asyncio.CancelledError, "deadline": DeadlineExceeded}.get(action)
                 assert allowed is not None and isinstance(outcome, allowed), (action, outcome)
             else:
