@@ -22,7 +22,15 @@ from service.heap import settle_heap
 from service.http.observe import HttpMetrics
 from service.http.server import HttpServer
 from service.http.tfserving import TFServingRestDoor
-from service.metrics import Metrics, MetricsEndpoint, process_registry
+from service.metrics import (
+    TFSERVING_GRPC,
+    TFSERVING_REST,
+    V2_GRPC,
+    V2_REST,
+    Metrics,
+    MetricsEndpoint,
+    process_registry,
+)
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion, VersionState
@@ -208,7 +216,8 @@ def _build_metrics(settings: Settings, registry: CollectorRegistry | None) -> Me
     """Metrics whose row buckets cover the largest max_batch_size configured for any model."""
     per_model = (settings.batching_for(model).max_batch_size for model in settings.models)
     max_rows = max([settings.batching.max_batch_size, *per_model])
-    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows)
+    protocols = [TFSERVING_GRPC, V2_GRPC] + ([TFSERVING_REST, V2_REST] if settings.http.enabled else [])
+    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows, protocols)
 
 
 def _reflection_pool():
