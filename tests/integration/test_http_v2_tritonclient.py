@@ -41,10 +41,12 @@ def infer(model, tensors, binary_in, binary_out, outputs=None):
     result = client.infer(model, inputs, outputs=wanted, headers=headers, request_id="req-7")
     names = [o["name"] for o in result.get_response()["outputs"]]
     return {"id": result.get_response().get("id"),
-            "outputs": {n: result.as_numpy(n).tolist() for n in names}}
+            "outputs": {n: plain(result.as_numpy(n).tolist()) for n in names}}
 
-def decoded(values):
-    return [v.decode() for v in values]
+def plain(value):
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
 
 attempt("live", lambda: client.is_server_live())
 attempt("ready", lambda: client.is_server_ready())
