@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,23 +97,58 @@ async def _asgi_app(scope, receive, send):
     await send({"type": "http.response.body", "body": reply})
 
 
-def _h2load(port: int, body_file: Path, seconds: int) -> float:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+def _h2load(port: int, body_file: Path, seconds: int) -> tuple[float, int]:
     out = subprocess.run(
-        ["h2load", "--h1", "-c", "64", "-t", "1", "-D", str(seconds), "--warm-up-time", "2", "-d", str(body_file),
-         "-H", "content-type: application/json", f"http://127.0.0.1:{port}{PATH}"],
-        capture_output=True, text=True, check=True,
+        [
+            "h2load",
+            "--h1",
+            "-c",
+            "64",
+            "-t",
+            "1",
+            "-D",
+            str(seconds),
+            "--warm-up-time",
+            "2",
+            "-d",
+            str(body_file),
+            "-H",
+            "content-type: application/json",
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     ok = re.search(r"(\d+) succeeded, (\d+) failed", out)
-    if ok is None or int(ok.group(2)):
+    if ok is None or int(ok.group(2)) or not int(ok.group(1)):
         raise RuntimeError(f"h2load saw failures:\n{out}")
-    return float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+    return float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1)), int(ok.group(1))
 
 
-def compare_servers(seconds: int, rounds: int) -> dict[str, list[float]]:
+def compare_servers(seconds: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(req/s, server CPU microseconds per request) per candidate and run."""
     from loadtests.servers import free_port
 
     order = [*KINDS, *reversed(KINDS)] * rounds
     results: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    cpu_us: dict[str, list[float]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory() as folder:
         body_file = Path(folder) / "body.json"
         body_file.write_bytes(BODY)
@@ -119,13 +156,16 @@ def compare_servers(seconds: int, rounds: int) -> dict[str, list[float]]:
             port = free_port()
             proc = subprocess.Popen([sys.executable, "-m", "loadtests.http_choice", "serve", kind, str(port)])
             try:
-                time.sleep(2.0)
-                results[kind].append(_h2load(port, body_file, seconds))
-                print(f"{kind:20s} {results[kind][-1]:8.0f} req/s", flush=True)
+                _wait_for_port(port)
+                before_s = _cpu_s(proc.pid)
+                rate, done = _h2load(port, body_file, seconds)
+                results[kind].append(rate)
+                cpu_us[kind].append((_cpu_s(proc.pid) - before_s) / done * 1e6)  # includes h2load's warm-up
+                print(f"{kind:20s} {rate:8.0f} req/s {cpu_us[kind][-1]:7.1f} us CPU/request", flush=True)
             finally:
                 proc.terminate()
                 proc.wait(10)
-    return results
+    return results, cpu_us
 
 
 def compare_json(rounds: int, repeat: int = 2000) -> dict[str, list[float]]:
@@ -162,12 +202,14 @@ def main() -> None:
     if options.what == "serve":
         serve(options.args[0], int(options.args[1]))
         return
-    results = compare_servers(options.seconds, options.rounds) if options.what == "servers" else compare_json(
-        options.rounds * 3
-    )
-    unit = "req/s" if options.what == "servers" else "us per request"
-    for name, values in results.items():
-        print(f"{name:20s} median {np.median(values):9.1f} {unit}  runs {[round(v, 1) for v in values]}")
+    if options.what == "json":
+        tables = {"us per request": compare_json(options.rounds * 3)}
+    else:
+        rates, cpu = compare_servers(options.seconds, options.rounds)
+        tables = {"req/s": rates, "us server CPU per request": cpu}
+    for unit, results in tables.items():
+        for name, values in results.items():
+            print(f"{name:20s} median {np.median(values):9.1f} {unit}  runs {[round(v, 1) for v in values]}")
 
 
 if __name__ == "__main__":
