@@ -14,7 +14,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
+from service.api import (
+    grpc_service_pb2,
+    grpc_service_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
@@ -45,6 +52,7 @@ from service.rpc.options import grpc_server_options
 from service.rpc.pipeline import Stage, StagedHandlers
 from service.rpc.prediction_servicer import PredictionServicer
 from service.rpc.tls import server_credentials
+from service.rpc.v2.servicer import InferenceServicer
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
@@ -55,6 +63,7 @@ LIVENESS_SERVICE = "liveness"  # SERVING while the process runs; for liveness pr
 SERVICE_NAMES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -131,6 +140,15 @@ class BatchwiseServer:
             await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
         log.info("stopped; API calls since start: %s", self.calls.summary())
 
+    def is_ready(self) -> bool:
+        """Ready for inference: the first repository scan is done, no drain has begun, and a model is AVAILABLE.
+
+        The same rule as the gRPC health service's overall status, for the v2 doors' readiness calls.
+        """
+        if self._poller is None or self._stopping:
+            return False
+        return any(self.manager.is_available(name) for name in self.manager.model_names())
+
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
@@ -146,6 +164,10 @@ class BatchwiseServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, handlers)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, handlers)
+        inference_servicer = InferenceServicer(
+            self.dataplane, self.is_ready, max_tensor_elements=cfg.max_tensor_elements, metrics=self.metrics
+        )
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference_servicer, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
         # (enable_server_reflection picks the async servicer only for a grpc.aio.Server: register it ourselves)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
