@@ -181,17 +181,11 @@ class BatchwiseServer:
 
     def _build_http_server(self, reuse_port: bool = False) -> HttpServer:
         """TF Serving REST and v2 REST on settings.http, sharing the drain accounting and metrics with gRPC."""
-        v2 = V2RestDoor(self.dataplane, self._is_ready, max_tensor_elements=self.settings.server.max_tensor_elements)
+        v2 = V2RestDoor(self.dataplane, self.is_ready, max_tensor_elements=self.settings.server.max_tensor_elements)
         doors = [TFServingRestDoor(self.dataplane), v2]
         observer = HttpMetrics(self.metrics, self.dataplane.is_served) if self.metrics is not None else None
         return HttpServer(self.settings.http, self.settings.security, doors, self.calls, observer,
                           reuse_port=reuse_port)
-
-    def _is_ready(self) -> bool:
-        """Ready for inference: the first scan is done, a model is available, and the server is not stopping."""
-        if self._stopping or self._poller is None:
-            return False
-        return any(self.manager.is_available(name) for name in self.manager.model_names())
 
     def _interceptors(self) -> list[Stage]:
         """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
