@@ -88,7 +88,8 @@ class HttpServer:
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError if the port cannot be bound."""
-        self._web = web.Server(self._handle, access_log=None)
+        # auto_decompress off: the body limit holds for the bytes sent (read_body refuses Content-Encoding).
+        self._web = web.Server(self._handle, access_log=None, auto_decompress=False)
         ssl_context = server_ssl_context(self._security)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(

@@ -67,3 +67,26 @@ def test_malformed_json_is_a_400_that_says_so(small_server, raw):
         reply = _predict(small_server, raw, path)
         assert reply.status_code == 400, (raw, reply.text)
         assert "JSON" in reply.json()["error"] or "request body" in reply.json()["error"]
+
+
+def test_compressed_bodies_are_refused_not_expanded(small_server):
+    import gzip
+
+    small = gzip.compress(json.dumps({"instances": [[1.0, 2.0, 3.0]]}).encode())  # would expand 10x, 1000x...
+    reply = requests.post(
+        small_server.http_url + "/v1/models/affine:predict",
+        data=small,
+        timeout=10,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert reply.status_code == 400
+    assert "Content-Encoding" in reply.json()["error"]
+
+
+def test_a_body_shorter_than_its_content_length_is_a_client_error(small_server):
+    with socket.create_connection(("127.0.0.1", small_server.server.http_port), timeout=10) as sock:
+        sock.sendall(b'POST /v1/models/affine:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"inst')
+        sock.shutdown(socket.SHUT_WR)
+        head = sock.recv(65536).decode("latin-1")
+    assert head == "" or head.startswith("HTTP/1.1 400"), head  # answered, or closed: never a 500
+    assert requests.get(small_server.http_url + "/v2/health/live", timeout=10).status_code == 200
