@@ -3,6 +3,10 @@
     locust -f loadtests/locustfile.py --headless --host 127.0.0.1:8500 -u 16 -r 16 -t 30s \
         --models iris,digits --rows 1,8,32 --metadata-ratio 0.1 --max-p99-ms 200 --min-rps 50
 
+Two users share the load (equal weights): BatchwiseUser speaks TF Serving's API (Predict, GetModelMetadata),
+V2GrpcUser the Open Inference Protocol's (ModelInfer with raw contents, ModelMetadata), same models and rows.
+Name user classes at the end of the command line to run only some of them (e.g. `... V2GrpcUser`).
+
 Every option below also reads a BATCHWISE_LOADTEST_* environment variable (shown in --help). Each user
 discovers the models' signatures with GetModelMetadata once (per process), pre-serializes its requests and
 then sends them back to back (closed loop; --think-time-ms adds a pause). When locust quits, the thresholds
@@ -22,7 +26,7 @@ import grpc
 from grpc_user import NAME_KEY, GrpcUser
 from locust import events, task
 from locust.runners import WorkerRunner
-from scenarios import Plan, build_plan, parse_csv, parse_rows
+from scenarios import Plan, build_plan, build_v2_plan, parse_csv, parse_rows
 from thresholds import Thresholds
 
 LOG = logging.getLogger("batchwise.loadtest")
@@ -51,31 +55,42 @@ def add_options(parser) -> None:
     option("--min-rps", type=float, default=None, include_in_web_ui=False, help="fail below this throughput")
 
 
-def plan_for(environment, target: str) -> Plan:
-    """The process-wide Plan for `target`, discovered on first use. Raises what build_plan raises."""
+def plan_for(environment, target: str, protocol: str = "tfserving") -> Plan:
+    """The process-wide Plan of `protocol` ("tfserving" or "v2") for `target`, discovered on first use.
+
+    Raises what build_plan / build_v2_plan raise.
+    """
     options = environment.parsed_options
-    key = (target, options.models, options.rows, options.signature, options.variant, options.metadata_ratio)
+    key = (protocol, target, options.models, options.rows, options.signature, options.variant, options.metadata_ratio)
     with _PLAN_LOCK:
         if key not in _PLANS:
             started = time.monotonic()
-            _PLANS[key] = build_plan(
-                target, parse_csv(options.models), parse_rows(options.rows), signature=options.signature,
-                variant=options.variant, metadata_ratio=options.metadata_ratio,
-            )
+            models, rows = parse_csv(options.models), parse_rows(options.rows)
+            if protocol == "v2":
+                _PLANS[key] = build_v2_plan(target, models, rows, variant=options.variant,
+                                            metadata_ratio=options.metadata_ratio)
+            else:
+                _PLANS[key] = build_plan(target, models, rows, signature=options.signature, variant=options.variant,
+                                         metadata_ratio=options.metadata_ratio)
             names = ", ".join(s.name for s in _PLANS[key].predicts + _PLANS[key].metadata)
             LOG.info("load plan (discovered in %.2f s): %s", time.monotonic() - started, names)
         return _PLANS[key]
 
 
 class BatchwiseUser(GrpcUser):
-    """Sends the plan's pre-serialized requests through the intercepted channel; failures are recorded, not raised."""
+    """Sends the plan's pre-serialized requests through the intercepted channel; failures are recorded, not raised.
+
+    TF Serving's API; subclasses set `protocol` to send another door's plan.
+    """
+
+    protocol = "tfserving"
 
     def wait_time(self) -> float:
         return self.environment.parsed_options.think_time_ms / 1000
 
     def on_start(self) -> None:
         try:
-            plan = plan_for(self.environment, self.target)
+            plan = plan_for(self.environment, self.target, self.protocol)
         except Exception as exc:
             LOG.error("cannot plan the load test against %s: %s", self.target, exc)
             self.environment.events.request.fire(
@@ -97,6 +112,12 @@ class BatchwiseUser(GrpcUser):
         call, metadata = self.calls[scenario]
         with contextlib.suppress(grpc.RpcError):  # the interceptor has recorded the failure
             call(scenario.payload, timeout=self.timeout_s, metadata=metadata)
+
+
+class V2GrpcUser(BatchwiseUser):
+    """The same load through the Open Inference Protocol (v2) door: ModelInfer (raw contents) and ModelMetadata."""
+
+    protocol = "v2"
 
 
 @events.quitting.add_listener

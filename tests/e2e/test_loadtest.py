@@ -36,7 +36,8 @@ def test_smoke_run_starts_a_server_and_passes(model_repo, tmp_path):
     )
     assert done.returncode == 0, log_lines(done)
     stats = read_stats(tmp_path)
-    for name in ("Predict mlp rows=1", "Predict mlp rows=3", "Predict strings rows=3", "GetModelMetadata mlp"):
+    for name in ("Predict mlp rows=1", "Predict mlp rows=3", "Predict strings rows=3", "GetModelMetadata mlp",
+                 "ModelInfer mlp rows=1", "ModelInfer strings rows=3", "ModelMetadata mlp"):  # both users ran
         assert int(stats[name]["Request Count"]) > 0, name
     assert stats["Aggregated"]["Failure Count"] == "0"
     assert (tmp_path / "loadtest.html").stat().st_size > 0

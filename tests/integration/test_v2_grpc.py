@@ -184,7 +184,11 @@ def test_typed_values_out_of_range_are_refused(stub):
     ("request_of", "code", "message"),
     [
         (lambda: infer_request("nope", {"x": X}), "NOT_FOUND", "model_name: model 'nope' is not served"),
-        (lambda: infer_request("affine", {"x": X}, version="9"), "NOT_FOUND", "version 9 is not available"),
+        (
+            lambda: infer_request("affine", {"x": X}, version="9"),
+            "NOT_FOUND",
+            "model_version: model 'affine' version 9 is not",
+        ),
         (lambda: infer_request("affine", {"x": X}, version="v1"), "INVALID_ARGUMENT", "model_version: expected"),
         (lambda: infer_request("affine", {"x": X[:, :2]}), "INVALID_ARGUMENT", "input 'x' expects shape [-1, 3]"),
         (
