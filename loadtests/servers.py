@@ -134,12 +134,14 @@ def start_server(
 ) -> RunningServer:
     """`python -m service ARGS --server.port PORT` from the repository root, BATCHWISE_* `env` on top of ours.
 
-    `port` defaults to a free one; stdout and stderr go to `log_path` (or nowhere). `entry` replaces
-    `-m service` (e.g. a script that wraps the server for profiling). Does not wait: see wait_serving.
+    `port` defaults to a free one, and the HTTP port to a free one (BATCHWISE_HTTP__PORT=0) unless `env`
+    or `args` name one, so that servers started together never fight over 8501. stdout and stderr go to
+    `log_path` (or nowhere). `entry` replaces `-m service` (e.g. a script that wraps the server for
+    profiling). Does not wait: see wait_serving.
     """
     port = port or free_port()
     command = [sys.executable, *entry, *args, "--server.port", str(port)]
-    return spawn(name, command, env or {}, port, log_path)
+    return spawn(name, command, {"BATCHWISE_HTTP__PORT": "0", **(env or {})}, port, log_path)
 
 
 def start_ours(

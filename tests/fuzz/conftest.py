@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtests.servers import start_server
+from loadtests.servers import free_port, start_server
 from service.api import prediction_service_pb2_grpc
 from service.rpc.codec import to_ndarray
 from tests.support.memory import MIB, anon_rss_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -31,9 +31,10 @@ version_labels = { stable = 1 }
 class FuzzTarget:
     """A channel to the server under test, its process id for memory readings, and a liveness probe."""
 
-    def __init__(self, target: str, pid: int) -> None:
+    def __init__(self, target: str, pid: int, http_url: str = "") -> None:
         self.target = target
         self.pid = pid
+        self.http_url = http_url  # the HTTP port's base URL (TF Serving REST and v2 REST)
         self.channel = grpc.insecure_channel(target, options=CLIENT_OPTIONS)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
@@ -65,14 +66,16 @@ def fuzz_target(request, model_repo, tmp_path_factory):
         folder = tmp_path_factory.mktemp("fuzz")
         config, log = folder / "server.toml", folder / "server.log"
         config.write_text(SAME_MODELS_AS_SESSION_SERVER)
-        args = ["--config-file", str(config), "--repository.path", str(model_repo), "--repository.poll-interval-s", "0"]
+        http_port = free_port()
+        args = ["--config-file", str(config), "--repository.path", str(model_repo), "--repository.poll-interval-s", "0",
+                "--http.port", str(http_port)]
         proc = start_server(args, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=log).wait_serving()
-        target = FuzzTarget(proc.target, proc.pid)
+        target = FuzzTarget(proc.target, proc.pid, f"http://127.0.0.1:{http_port}")
         yield target
         target.channel.close()
         assert proc.stop(60) == 0, proc.log_tail()
     else:
         server = request.getfixturevalue("server")
-        target = FuzzTarget(server.target, os.getpid())
+        target = FuzzTarget(server.target, os.getpid(), server.http_url)
         yield target
         target.channel.close()

@@ -104,7 +104,7 @@ def test_reflection_lists_the_v2_service(metered):
 @pytest.fixture()
 def slow_server(repo, tmp_path):
     """Batches wait up to 4 s for a second row (max_batch_size 2), with metrics, so that two calls merge."""
-    slow = {"max_batch_size": 2, "batch_timeout_ms": 4000, "batch_idle_timeout_ms": 0}
+    slow = {"mode": "fixed", "max_batch_size": 2, "batch_timeout_ms": 4000, "batch_idle_timeout_ms": 0}
     registry = CollectorRegistry()
     settings = server_settings(repo, batching=slow, metrics={"enabled": True, "port": 0})
     thread = ServerThread(settings, registry=registry).start()
