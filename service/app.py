@@ -27,6 +27,7 @@ from service.rpc.auth import TokenAuthInterceptor, load_tokens
 from service.rpc.drain import CallTracker
 from service.rpc.handlers import MalformedRequestInterceptor
 from service.rpc.health import HealthServicer
+from service.rpc.health_listener import build_health_server
 from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
@@ -63,6 +64,7 @@ class BatchwiseServer:
         self.settings = settings
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.health_port: int | None = None  # the plaintext health-only port, when server.health_port is set
         self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
@@ -71,6 +73,7 @@ class BatchwiseServer:
         self.dataplane = DataPlane(self.manager, settings)
         self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
 
@@ -87,6 +90,7 @@ class BatchwiseServer:
         loop = type(asyncio.get_running_loop())
         log.info("gRPC listening on %s:%s (event loop %s.%s)", self.settings.server.host, self.port,
                  loop.__module__, loop.__name__)
+        await self._start_health_listener()
         await self.manager.reconcile(wait=True)
         settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
         await self._refresh_health()
@@ -107,6 +111,8 @@ class BatchwiseServer:
         await self.calls.drain(deadline_s)  # new API calls: UNAVAILABLE; health answers NOT_SERVING
         if self._server is not None:
             await self._server.stop(max(0.0, deadline_s - time.monotonic()))
+        if self._health_server is not None:  # after the drain: probes saw NOT_SERVING throughout it
+            await self._health_server.stop(0)
         await self.manager.stop()
         if self._endpoint is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
@@ -115,6 +121,15 @@ class BatchwiseServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+    async def _start_health_listener(self) -> None:
+        """Serve grpc.health.v1 alone in plaintext on server.health_port, if set (probes with TLS on)."""
+        cfg = self.settings.server
+        if cfg.health_port is None:
+            return
+        self._health_server, self.health_port = build_health_server(self.health, cfg.host, cfg.health_port)
+        await self._health_server.start()
+        log.info("plaintext health-only gRPC listener on %s:%s", cfg.host, self.health_port)
 
     def _build_grpc_server(self) -> grpc.aio.Server:
         cfg = self.settings.server

@@ -187,16 +187,29 @@ def port_problems(settings: Settings, container: dict) -> list[str]:
             problems.append(f"{label}.host is {host}: kubelet probes and scrapes reach the pod IP, not loopback")
         if port not in ports.values():
             problems.append(f"{label}.port {port} is not a containerPort (have {sorted(ports.values())})")
+    return problems + probe_problems(settings, container)
+
+
+def probe_problems(settings: Settings, container: dict) -> list[str]:
+    """Native gRPC probes on the port that answers plaintext health: server.port, or with TLS on the
+    plaintext health-only server.health_port (kubelet's gRPC probes cannot do TLS)."""
+    ports = _ports(container)
+    server, tls_on = settings.server, settings.security.tls_cert_file is not None
+    probe_port = server.health_port if server.health_port is not None else server.port
+    problems = []
+    if server.health_port is not None and server.health_port not in ports.values():
+        problems.append(f"server.health_port {server.health_port} is not a containerPort")
+    if tls_on and server.health_port is None:
+        problems.append("TLS is on but server.health_port is unset: kubelet's plaintext gRPC probes cannot connect")
     for probe_name in PROBES:
         probe = container.get(probe_name)
         if probe is None:
             problems.append(f"{probe_name} is missing")
         elif "grpc" not in probe:
             problems.append(f"{probe_name} is not a native gRPC probe")
-        elif probe["grpc"]["port"] != settings.server.port or probe["grpc"]["port"] not in ports.values():
-            problems.append(
-                f"{probe_name} port {probe['grpc']['port']} != gRPC port {settings.server.port} / containerPorts"
-            )
+        elif probe["grpc"]["port"] != probe_port or probe["grpc"]["port"] not in ports.values():
+            what = "plaintext health port" if server.health_port is not None else "gRPC port"
+            problems.append(f"{probe_name} port {probe['grpc']['port']} != {what} {probe_port} / containerPorts")
     return problems
 
 

@@ -218,3 +218,58 @@ def test_cross_check_catches_a_broken_training_job(breaker: collections.abc.Call
     breaker(_kind(docs, "Job"))
     problems = manifest_problems(docs)
     assert any(expected in p for p in problems), problems
+
+
+# ---- TLS: probes on the plaintext health-only port ----
+
+
+def test_mtls_overlay_probes_the_plaintext_health_port() -> None:
+    docs = render("overlays/cpu-mtls")
+    server, settings = _server(docs), _settings(docs)
+    assert settings.security.tls_cert_file is not None and settings.security.tls_client_ca_file is not None
+    assert settings.server.health_port == _port(docs, "health")["containerPort"] != settings.server.port
+    assert {server[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {
+        settings.server.health_port
+    }
+    assert settings.server.health_port not in {p["port"] for p in _kind(docs, "Service")["spec"]["ports"]}
+    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
+    volumes = {v["name"]: v for v in _deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts[str(settings.security.tls_cert_file.parent)]]["secret"]["secretName"] == "batchwise-tls"
+
+
+def test_plain_overlays_serve_rest_and_keep_probes_on_grpc() -> None:
+    for overlay in ("overlays/gpu", "overlays/cpu"):
+        docs = render(overlay)
+        assert _port(docs, "http")["containerPort"] == 8501
+        assert "http" in {p["targetPort"] for p in _kind(docs, "Service")["spec"]["ports"]}
+        assert _settings(docs).server.health_port is None
+        assert _server(docs)["readinessProbe"]["grpc"]["port"] == 8500
+
+
+def _drop_env(docs: list[dict], name: str) -> None:
+    _server(docs)["env"] = [v for v in _server(docs)["env"] if v["name"] != name]
+
+
+TLS_BREAKAGES = {
+    "tls-probe-on-api-port": (
+        "overlays/cpu-mtls", lambda d: _server(d)["readinessProbe"]["grpc"].update(port=8500),
+        "readinessProbe port 8500 != plaintext health port 8503"),
+    "tls-without-health-port": (
+        "overlays/cpu-mtls", lambda d: _drop_env(d, "BATCHWISE_SERVER__HEALTH_PORT"), "health_port is unset"),
+    "tls-on-plain-overlay": (
+        "overlays/gpu", lambda d: (_set_env(d, "BATCHWISE_SECURITY__TLS_CERT_FILE", "/t/c.pem"),
+                                   _set_env(d, "BATCHWISE_SECURITY__TLS_KEY_FILE", "/t/k.pem")),
+        "kubelet's plaintext gRPC probes cannot connect"),
+    "health-port-not-a-container-port": (
+        "overlays/cpu-mtls", lambda d: _port(d, "health").update(containerPort=9503),
+        "server.health_port 8503 is not a containerPort"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("breakage", TLS_BREAKAGES)
+def test_cross_check_catches_probes_that_cannot_reach_a_tls_server(breakage: str) -> None:
+    overlay, breaker, expected = TLS_BREAKAGES[breakage]
+    docs = render(overlay)
+    breaker(docs)
+    problems = manifest_problems(docs)
+    assert any(expected in p for p in problems), problems
