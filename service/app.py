@@ -19,6 +19,9 @@ from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
 from service.heap import settle_heap
+from service.http.observe import HttpMetrics
+from service.http.server import HttpServer
+from service.http.tfserving import TFServingRestDoor
 from service.metrics import Metrics, MetricsEndpoint, process_registry
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
@@ -64,6 +67,7 @@ class BatchwiseServer:
         self.settings = settings
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None  # None while the HTTP port is off (settings.http.enabled)
         self.health_port: int | None = None  # the plaintext health-only port, when server.health_port is set
         self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
@@ -73,6 +77,7 @@ class BatchwiseServer:
         self.dataplane = DataPlane(self.manager, settings)
         self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
+        self._http: HttpServer | None = None
         self._health_server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
@@ -90,6 +95,9 @@ class BatchwiseServer:
         loop = type(asyncio.get_running_loop())
         log.info("gRPC listening on %s:%s (event loop %s.%s)", self.settings.server.host, self.port,
                  loop.__module__, loop.__name__)
+        if self.settings.http.enabled:
+            self._http = self._build_http_server()
+            self.http_port = await self._http.start()
         await self._start_health_listener()
         await self.manager.reconcile(wait=True)
         settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
@@ -109,8 +117,10 @@ class BatchwiseServer:
         if self._poller is not None:
             self._poller.cancel()
         await self.calls.drain(deadline_s)  # new API calls: UNAVAILABLE; health answers NOT_SERVING
-        if self._server is not None:
-            await self._server.stop(max(0.0, deadline_s - time.monotonic()))
+        remaining_s = max(0.0, deadline_s - time.monotonic())
+        closing = [self._server.stop(remaining_s)] if self._server is not None else []
+        closing += [self._http.stop(remaining_s)] if self._http is not None else []
+        await asyncio.gather(*closing)
         if self._health_server is not None:  # after the drain: probes saw NOT_SERVING throughout it
             await self._health_server.stop(0)
         await self.manager.stop()
@@ -152,6 +162,13 @@ class BatchwiseServer:
         address = f"{cfg.host}:{cfg.port}"
         self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         return server
+
+    def _build_http_server(self, reuse_port: bool = False) -> HttpServer:
+        """TF Serving REST and v2 REST on settings.http, sharing the drain accounting and metrics with gRPC."""
+        doors = [TFServingRestDoor(self.dataplane)]
+        observer = HttpMetrics(self.metrics, self.dataplane.is_served) if self.metrics is not None else None
+        return HttpServer(self.settings.http, self.settings.security, doors, self.calls, observer,
+                          reuse_port=reuse_port)
 
     def _interceptors(self) -> list[Stage]:
         """Outermost first: metrics and access logs (so refusals are counted too), call accounting,
@@ -227,6 +244,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    print(f"batchwise serving on {settings.server.host}:{server.port}", flush=True)
+    http = f", HTTP on {settings.http.host}:{server.http_port}" if server.http_port is not None else ""
+    print(f"batchwise serving on {settings.server.host}:{server.port}{http}", flush=True)
     await stop.wait()
     await server.stop()

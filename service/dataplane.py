@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from service.errors import NotFound
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion
 from service.settings import Settings
@@ -52,6 +53,20 @@ class DataPlane:
         if ref.variant:
             servable = await self._manager.with_variant(servable, ref.variant)
         return servable
+
+    def model_status(self, ref: ModelRef) -> list[ServableVersion]:
+        """The versions of `ref.name` in any state (only the one its version or label names, if any).
+
+        Raises NotFound for an unknown model or version, InvalidArgument for an unknown label.
+        """
+        versions = self._manager.versions_of(ref.name)
+        version = self._manager.label_version(ref.name, ref.label) if ref.label else ref.version
+        if version is None:
+            return versions
+        chosen = [servable for servable in versions if servable.version == version]
+        if not chosen:
+            raise NotFound(f"model_spec.version: model {ref.name!r} has no version {version}")
+        return chosen
 
     def is_served(self, model: str) -> bool:
         """True if `model` is a model name the manager tracks (so it may be used as a metric label)."""

@@ -1,7 +1,17 @@
 """Every Prometheus metric the server exports, defined once, plus the /metrics HTTP endpoint.
 
-Labels come only from a fixed, bounded set (model, version, variant, signature, method, code,
-reason, state, outcome); never from raw client data: an unknown model is labelled model="".
+Labels come only from a fixed, bounded set (model, version, variant, signature, method, route,
+code, reason, state, outcome, protocol); never from raw client data: an unknown model is labelled
+model="".
+
+Every request metric carries `protocol`, the door the request came through: one of PROTOCOLS
+(tfserving_grpc, tfserving_rest, v2_grpc, v2_rest); gRPC calls that belong to no inference
+protocol (health, reflection, unknown methods) have protocol="". A door records an inference
+request with `request_started()` then `observe_request(protocol, labels, code, latency_s)`; the
+gRPC interceptor records each call with `observe_rpc`, an HTTP server each exchange with
+`observe_http`. `code` is always the canonical code name (OK, INVALID_ARGUMENT, NOT_FOUND, ...;
+service.errors.ErrorCode names) so that one query covers every door; only observe_http's code is
+the HTTP status.
 """
 
 from __future__ import annotations
@@ -33,6 +43,12 @@ REJECT_REASONS: tuple[RejectReason, ...] = ("queue_full", "deadline", "cancelled
 LOAD_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 UNKNOWN_METHOD = "unknown"
 BATCH_LABELS = ("model", "version", "variant", "signature")
+TFSERVING_GRPC = "tfserving_grpc"
+TFSERVING_REST = "tfserving_rest"
+V2_GRPC = "v2_grpc"
+V2_REST = "v2_rest"
+PROTOCOLS = (TFSERVING_GRPC, TFSERVING_REST, V2_GRPC, V2_REST)
+NO_PROTOCOL = ""  # gRPC infrastructure calls: health, reflection, unknown methods
 
 
 class VersionInfo(Protocol):
@@ -73,35 +89,46 @@ def process_registry() -> CollectorRegistry:
 class Metrics:
     """All metric families, registered in `registry` (tests pass a fresh CollectorRegistry).
 
-    `max_batch_rows` sizes the row histograms' buckets. The observe_* methods cache label
+    `max_batch_rows` sizes the row histograms' buckets. `protocols` are the doors that are on:
+    each model signature's request series are created at zero for them (so rate() works from the
+    first scrape); the others appear with their first request. The observe_* methods cache label
     children so the request path does a dict lookup, not a label validation.
-    NOTE: observe_*, predict_started and on_version_state run on the event loop thread.
+    NOTE: observe_*, request_started and on_version_state run on the event loop thread.
     """
 
-    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, max_batch_rows: int) -> None:
+    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, max_batch_rows: int,
+                 protocols: Sequence[str] = (TFSERVING_GRPC, V2_GRPC)) -> None:
         self.registry = registry
+        self._protocols = tuple(protocols)
         family = _Families(registry)
         self._define_request_families(family, tuple(settings.latency_buckets_s))
         self._define_batch_families(family, tuple(settings.latency_buckets_s), row_buckets(max_batch_rows))
         self._define_model_families(family)
         self._inflight_count = 0
         self.inflight.set_function(lambda: self._inflight_count)
-        self._rpc_children: dict[tuple[str, str], tuple[object, object]] = {}
-        self._predict_children: dict[tuple[str, str, str, str], object] = {}
-        self._ok_children: dict[tuple[str, str, str, str], tuple] = {}
+        self._rpc_children: dict[tuple[str, str, str], tuple[object, object]] = {}
+        self._http_children: dict[tuple[str, str, str], tuple[object, object]] = {}
+        self._predict_children: dict[tuple[str, str, str, str, str], object] = {}
+        self._ok_children: dict[tuple[tuple[str, str, str, str], str], tuple] = {}
         self._versions: dict[int, tuple[tuple[str, str, str], str]] = {}  # id(servable) -> labels, state
 
     def _define_request_families(self, family: _Families, latency: Sequence[float]) -> None:
         self.grpc_requests = family.counter("grpc_requests", "Finished gRPC calls by method and status code.",
-                                            ("method", "code"))
+                                            ("method", "code", "protocol"))
         self.grpc_duration = family.histogram("grpc_request_duration_seconds",
-                                              "gRPC call duration (streams: lifetime).", ("method",), latency)
-        self.predict_requests = family.counter("predict_requests", "Finished Predict calls by model and status code.",
-                                               ("model", "version", "variant", "code"))
-        self.request_latency = family.histogram("request_latency_seconds",
-                                                "Successful Predict latency, server side, from arrival to response.",
-                                                BATCH_LABELS, latency)
-        self.inflight = family.gauge("inflight_requests", "Predict calls being served.", ())
+                                              "gRPC call duration (streams: lifetime).",
+                                              ("method", "protocol"), latency)
+        self.http_requests = family.counter("http_requests", "Finished HTTP requests by route and HTTP status.",
+                                            ("route", "code", "protocol"))
+        self.http_duration = family.histogram("http_request_duration_seconds", "HTTP request duration.",
+                                              ("route", "protocol"), latency)
+        self.predict_requests = family.counter(
+            "predict_requests", "Finished inference calls (Predict, ModelInfer, REST predict/infer) by model and code.",
+            ("model", "version", "variant", "code", "protocol"))
+        self.request_latency = family.histogram(
+            "request_latency_seconds", "Successful inference call latency, server side, from arrival to response.",
+            (*BATCH_LABELS, "protocol"), latency)
+        self.inflight = family.gauge("inflight_requests", "Inference calls being served (every door).", ())
 
     def _define_batch_families(self, family: _Families, latency: Sequence[float], rows: Sequence[float]) -> None:
         self.queue_wait = family.histogram("queue_wait_seconds", "Time a request piece waited in the batch queue.",
@@ -131,54 +158,85 @@ class Metrics:
 
     # -- gRPC calls (the interceptor) --------------------------------------------------------
 
-    def observe_rpc(self, method: str, code: str, duration_s: float | None) -> None:
+    def observe_rpc(self, method: str, code: str, duration_s: float | None, protocol: str = NO_PROTOCOL) -> None:
         """One finished gRPC call; `method` must be a registered method name (or UNKNOWN_METHOD)."""
-        count, duration = self.rpc_children(method, code)
+        count, duration = self.rpc_children(method, code, protocol)
         count.inc()
         if duration_s is not None:
             duration.observe(duration_s)
 
-    def rpc_children(self, method: str, code: str) -> tuple:
-        """(call counter, duration histogram) children for one method and code, resolved once."""
-        children = self._rpc_children.get((method, code))
+    def rpc_children(self, method: str, code: str, protocol: str = NO_PROTOCOL) -> tuple:
+        """(call counter, duration histogram) children for one method, code and protocol, resolved once."""
+        key = (method, code, protocol)
+        children = self._rpc_children.get(key)
         if children is None:
-            children = (self.grpc_requests.labels(method, code), self.grpc_duration.labels(method))
-            self._rpc_children[(method, code)] = children
+            children = (self.grpc_requests.labels(*key), self.grpc_duration.labels(method, protocol))
+            self._rpc_children[key] = children
         return children
 
-    # -- Predict (the servicer) --------------------------------------------------------------
+    # -- HTTP exchanges (the HTTP server) ----------------------------------------------------
 
-    def predict_started(self) -> None:
-        """A Predict call arrived (counts in batchwise_inflight_requests until observe_predict)."""
+    def observe_http(self, protocol: str, route: str, status: int, duration_s: float | None) -> None:
+        """One finished HTTP exchange. `route` must be a fixed route template (e.g. "/v2/models/{model}/infer"),
+        never the client's path; `protocol` one of PROTOCOLS, or NO_PROTOCOL for routes of none (e.g. 404s)."""
+        key = (route, str(status), protocol)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(*key), self.http_duration.labels(route, protocol))
+            self._http_children[key] = children
+        children[0].inc()
+        if duration_s is not None:
+            children[1].observe(duration_s)
+
+    # -- inference calls (every door: Predict, ModelInfer, REST predict and infer) ------------
+
+    def request_started(self) -> None:
+        """An inference call arrived (counts in batchwise_inflight_requests until observe_request)."""
         self._inflight_count += 1
 
-    def observe_predict(self, labels: tuple[str, str, str, str], code: str, latency_s: float) -> None:
-        """A Predict call finished with `code`; labels are (model, version, variant, signature).
+    predict_started = request_started  # the name the TF Serving door has always used
 
+    def observe_request(self, protocol: str, labels: tuple[str, str, str, str], code: str, latency_s: float) -> None:
+        """An inference call that came through door `protocol` (one of PROTOCOLS) finished with `code`.
+
+        `labels` are (model, version, variant, signature): model "" unless the model is served
+        (never the client's raw string), version and variant "" unless a version was resolved.
         The latency is recorded only when code is OK (errors are counted, not timed, so fast
-        rejections do not flatter the percentiles).
+        rejections do not flatter the percentiles). Pairs with one earlier request_started().
         """
         if code == "OK":
-            self.observe_predict_ok(labels, latency_s)
+            self.observe_request_ok(protocol, labels, latency_s)
             return
         self._inflight_count -= 1
-        key = (*labels[:3], code)
+        key = (*labels[:3], code, protocol)
         counter = self._predict_children.get(key)
         if counter is None:
             counter = self._predict_children[key] = self.predict_requests.labels(*key)
         counter.inc()
 
-    def observe_predict_ok(self, labels: tuple[str, str, str, str], latency_s: float) -> None:
-        """A successful Predict (the common case: one cached lookup for its counter and latency children)."""
+    def observe_request_ok(self, protocol: str, labels: tuple[str, str, str, str], latency_s: float) -> None:
+        """A successful inference call (the common case: one cached lookup for its counter and latency children)."""
         self._inflight_count -= 1
-        children = self._ok_children.get(labels)
+        children = self._ok_children.get((labels, protocol))
         if children is None:
-            ok_key = (*labels[:3], "OK")
-            counter = self._predict_children.get(ok_key) or self.predict_requests.labels(*ok_key)
-            self._predict_children[ok_key] = counter
-            children = self._ok_children[labels] = (counter, self.request_latency.labels(*labels))
+            children = self._ok_request_children(labels, protocol)
         children[0].inc()
         children[1].observe(latency_s)
+
+    def _ok_request_children(self, labels: tuple[str, str, str, str], protocol: str) -> tuple:
+        ok_key = (*labels[:3], "OK", protocol)
+        counter = self._predict_children.get(ok_key) or self.predict_requests.labels(*ok_key)
+        self._predict_children[ok_key] = counter
+        children = self._ok_children[(labels, protocol)] = (counter, self.request_latency.labels(*labels, protocol))
+        return children
+
+    def observe_predict(self, labels: tuple[str, str, str, str], code: str, latency_s: float) -> None:
+        """observe_request for the TF Serving gRPC door (its historical name)."""
+        self.observe_request(TFSERVING_GRPC, labels, code, latency_s)
+
+    def observe_predict_ok(self, labels: tuple[str, str, str, str], latency_s: float) -> None:
+        """observe_request_ok for the TF Serving gRPC door (its historical name)."""
+        self.observe_request_ok(TFSERVING_GRPC, labels, latency_s)
 
     # -- batches (one observer per batcher) ------------------------------------------------
 
@@ -186,13 +244,14 @@ class Metrics:
                        max_queue_rows: int) -> BatchObserver:
         """A BatchObserver for the batcher of one (model, version, variant, signature).
 
-        Also creates that signature's request series at zero, so rate() works from the first scrape.
+        Also creates that signature's request series at zero for each protocol that is on, so rate()
+        works from the first scrape.
         """
         labels = (model, str(version), variant, signature)
         self.queue_capacity.labels(*labels).set(max_queue_rows)
-        ok_key = (model, str(version), variant, "OK")
-        counter = self._predict_children.setdefault(ok_key, self.predict_requests.labels(*ok_key))
-        self._ok_children.setdefault(labels, (counter, self.request_latency.labels(*labels)))
+        for protocol in self._protocols:
+            if (labels, protocol) not in self._ok_children:
+                self._ok_request_children(labels, protocol)
         return _BatchMetrics(self, labels)
 
     # -- model lifecycle (a ModelManager listener) -------------------------------------------

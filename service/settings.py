@@ -68,6 +68,19 @@ class ServerSettings(BaseModel):
         return self
 
 
+class HttpSettings(BaseModel):
+    """The HTTP listener (TF Serving REST and v2 REST) and its request limits."""
+
+    enabled: bool = Field(True, description="serve TF Serving's REST API and the v2 REST API")
+    host: str = Field("127.0.0.1", description="HTTP bind address (0.0.0.0 in containers)")
+    port: int = Field(8501, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    max_body_bytes: int = Field(64 * MIB, gt=0, description="largest request body (checked before it is read)")
+    max_json_depth: int = Field(40, ge=2, le=512, description="deepest nesting of JSON arrays and objects")
+    max_json_elements: int = Field(
+        16 * MIB, gt=0, description="JSON values in one request body (counted before it is parsed)"
+    )
+
+
 class RepositorySettings(BaseModel):
     """Where models live and how the server watches them."""
 
@@ -164,7 +177,7 @@ class LoggingSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
-    """TLS and bearer-token auth on the gRPC port."""
+    """TLS and bearer-token auth on the gRPC and HTTP ports."""
 
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -199,6 +212,7 @@ class Settings(BaseSettings):
 
     config_file: Path | None = Field(None, description="TOML file with any of these settings")
     server: ServerSettings = ServerSettings()
+    http: HttpSettings = HttpSettings()
     repository: RepositorySettings = RepositorySettings()
     runtime: RuntimeSettings = RuntimeSettings()
     batching: BatchingSettings = BatchingSettings()

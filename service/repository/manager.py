@@ -84,7 +84,7 @@ class ModelManager:
         if not versions:
             raise NotFound(f"model_spec.name: model {model!r} is not served")
         if label:
-            version = self._label_version(model, label)
+            version = self.label_version(model, label)
         if version is None:
             if not available:
                 raise NotFound(f"model {model!r} has no available version yet")
@@ -116,7 +116,8 @@ class ModelManager:
         """True if `path` names `model`'s folder in the repository (lexical check, no file access)."""
         return self._layout.is_model_path(model, path)
 
-    def _label_version(self, model: str, label: str) -> int:
+    def label_version(self, model: str, label: str) -> int:
+        """The version `label` points at for `model`; InvalidArgument if it has no such label."""
         labels = self.model_settings(model).version_labels
         if label not in labels:
             known = ", ".join(repr(lb) for lb in sorted(labels)) or "none"

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
+from service.datatypes import DATATYPES
 from service.errors import InvalidArgument, ResourceExhausted, ServingError
 
 DT = types_pb2.DataType  # NOTE: DT.DT_X goes through a slow __getattr__; hot paths use types_pb2.DT_X (plain ints)
@@ -39,22 +40,8 @@ DT = types_pb2.DataType  # NOTE: DT.DT_X goes through a slow __getattr__; hot pa
 MAX_RANK = 32
 MAX_NAME_CHARS = 64
 
-# DataType -> the little-endian numpy dtype of its wire bytes (object for strings).
-_WIRE_DTYPE: dict[int, np.dtype] = {
-    types_pb2.DT_HALF: np.dtype("<f2"),
-    types_pb2.DT_FLOAT: np.dtype("<f4"),
-    types_pb2.DT_DOUBLE: np.dtype("<f8"),
-    types_pb2.DT_INT8: np.dtype("i1"),
-    types_pb2.DT_INT16: np.dtype("<i2"),
-    types_pb2.DT_INT32: np.dtype("<i4"),
-    types_pb2.DT_INT64: np.dtype("<i8"),
-    types_pb2.DT_UINT8: np.dtype("u1"),
-    types_pb2.DT_UINT16: np.dtype("<u2"),
-    types_pb2.DT_UINT32: np.dtype("<u4"),
-    types_pb2.DT_UINT64: np.dtype("<u8"),
-    types_pb2.DT_BOOL: np.dtype("?"),
-    types_pb2.DT_STRING: np.dtype(object),
-}
+# DataType -> the little-endian numpy dtype of its wire bytes (object for strings), from the one table.
+_WIRE_DTYPE: dict[int, np.dtype] = {types_pb2.DataType.Value(row.tf): row.wire for row in DATATYPES}
 _NATIVE_DTYPE = {dt: dtype.newbyteorder("=") for dt, dtype in _WIRE_DTYPE.items()}
 # numpy (kind, itemsize) -> DataType; independent of byte order.
 _DATATYPE_OF: dict[tuple[str, int], int] = {

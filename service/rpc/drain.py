@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Literal
 
 import grpc
 
@@ -67,6 +68,27 @@ class CallTracker(StageInterceptor):
     def in_flight(self) -> int:
         return self.accepted - self.completed - self.errored - self.cut_off
 
+    @property
+    def draining(self) -> bool:
+        """True once `drain()` began: new API calls are to be refused (any transport)."""
+        return self._draining
+
+    def refuse(self) -> None:
+        """Count a call refused because the server is draining (the caller answers it UNAVAILABLE / 503)."""
+        self.refused += 1
+        self._last_refused_s = time.monotonic()
+
+    def call_started(self) -> None:
+        """Count an accepted API call in (any transport); pair with `call_finished`."""
+        self.accepted += 1
+        self._idle.clear()
+
+    def call_finished(self, outcome: Literal["completed", "errored", "cut_off"]) -> None:
+        """Count an accepted call out; wakes `drain()` when the last one leaves."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if self.in_flight == 0:
+            self._idle.set()
+
     def summary(self) -> str:
         return (
             f"accepted={self.accepted} completed={self.completed} errored={self.errored} "
@@ -81,8 +103,7 @@ class CallTracker(StageInterceptor):
         if handler.request_streaming or handler.response_streaming:
             return handler
         if self._draining:
-            self.refused += 1
-            self._last_refused_s = time.monotonic()
+            self.refuse()
             return refusing_handler(handler, grpc.StatusCode.UNAVAILABLE, DRAINING_MESSAGE)
         cached = self._cache.get(method)
         if cached is None or cached[0] is not handler:
@@ -94,21 +115,16 @@ class CallTracker(StageInterceptor):
         behaviour = handler.unary_unary
 
         async def tracked(request, context: grpc.aio.ServicerContext):
-            self.accepted += 1
-            self._idle.clear()
+            self.call_started()
+            outcome = "errored"
             try:
                 reply = await behaviour(request, context)
+                outcome = "completed"
             except asyncio.CancelledError:
-                self.cut_off += 1
+                outcome = "cut_off"
                 raise
-            except BaseException:
-                self.errored += 1
-                raise
-            else:
-                self.completed += 1
             finally:
-                if self.in_flight == 0:
-                    self._idle.set()
+                self.call_finished(outcome)
             return reply
 
         return grpc.unary_unary_rpc_method_handler(

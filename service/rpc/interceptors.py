@@ -14,7 +14,7 @@ from collections.abc import Callable
 import grpc
 
 from service.logs import REQUEST_ID
-from service.metrics import UNKNOWN_METHOD, Metrics
+from service.metrics import NO_PROTOCOL, TFSERVING_GRPC, UNKNOWN_METHOD, V2_GRPC, Metrics
 from service.rpc.pipeline import StageInterceptor
 from service.rpc.status import cancelled_code
 
@@ -23,6 +23,8 @@ MAX_REQUEST_ID_CHARS = 128
 access_log = logging.getLogger("service.access")
 _ID_PREFIX = os.urandom(6).hex() + "-"
 _ID_COUNTER = itertools.count(1)
+# gRPC service-name prefix -> the metrics' protocol label; other methods (health, reflection) have none.
+_PROTOCOL_PREFIXES = (("/tensorflow.serving.", TFSERVING_GRPC), ("/inference.", V2_GRPC))
 _HANDLER_FACTORIES = {
     (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
     (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -34,8 +36,8 @@ _HANDLER_FACTORIES = {
 class ObservabilityInterceptor(StageInterceptor):
     """Wraps every registered method (health, reflection and metadata included) to:
 
-    - count the finished call by method and its real gRPC code (aborts included) and time it,
-      when `metrics` is given;
+    - count the finished call by method, protocol (protocol_of) and its real gRPC code (aborts
+      included) and time it, when `metrics` is given;
     - give the call a request id: the client's `x-request-id` metadata if it is printable and at
       most 128 characters, else a generated one. It is in service.logs.REQUEST_ID (so in every
       log line) while the call runs. (It is not echoed back: trailing metadata costs throughput;
@@ -84,7 +86,8 @@ class ObservabilityInterceptor(StageInterceptor):
         """
         record = self.record
         # Without access logs, an OK call goes straight to its pre-resolved children.
-        ok = self._metrics.rpc_children(method, "OK") if self._metrics is not None and not self._sample_rate else None
+        metrics, protocol = self._metrics, protocol_of(method)
+        ok = metrics.rpc_children(method, "OK", protocol) if metrics is not None and not self._sample_rate else None
 
         async def observed(request_or_iterator, context: grpc.aio.ServicerContext):
             started_s = time.perf_counter()
@@ -115,7 +118,7 @@ class ObservabilityInterceptor(StageInterceptor):
     def record(self, method: str, code: str, duration_s: float, context: grpc.aio.ServicerContext) -> None:
         """Count and time one finished call, and access-log it if sampled."""
         if self._metrics is not None:
-            self._metrics.observe_rpc(method, code, duration_s)
+            self._metrics.observe_rpc(method, code, duration_s, protocol_of(method))
         if self._sample_rate and random.random() < self._sample_rate:
             fields = {"method": method, "code": code, "duration_ms": round(duration_s * 1000, 3),
                       "peer": context.peer(), "request_id": REQUEST_ID.get()}
@@ -140,6 +143,14 @@ class _Observed:
         duration_s = time.perf_counter() - self._started_s
         code = _final_code(self._context) if exc is None else _failure_code(exc, self._context)
         self._interceptor.record(self._method, code, duration_s, self._context)
+
+
+def protocol_of(method: str) -> str:
+    """The protocol label of a gRPC method ("/inference.GRPCInferenceService/ModelInfer" -> "v2_grpc")."""
+    for prefix, protocol in _PROTOCOL_PREFIXES:
+        if method.startswith(prefix):
+            return protocol
+    return NO_PROTOCOL
 
 
 def request_id_of(metadata: tuple | None) -> str:

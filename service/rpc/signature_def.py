@@ -30,3 +30,12 @@ def _fill(info: meta_graph_pb2.TensorInfo, spec: TensorSpec, tensor_name: str) -
         return
     for dim in spec.shape:
         info.tensor_shape.dim.add(size=-1 if dim is None else dim)
+
+
+def signature_def_json(signatures: Mapping[str, SignatureSpec]) -> dict:
+    """The SignatureDefMap as TF Serving's REST metadata API writes it (proto3 JSON, field names as in the proto)."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(
+        signature_def_map(signatures), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

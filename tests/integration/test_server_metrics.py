@@ -81,22 +81,26 @@ def test_families_after_known_traffic(repo):
 
         served = {"model": "affine", "version": "2", "variant": variant}
         labels = {**served, "signature": "serving_default"}
+        door = {"protocol": "tfserving_grpc"}
         # Predict outcomes: labelled with the model only when it is served, never with the client's string.
-        assert value("batchwise_predict_requests_total", {**served, "code": "OK"}) == 3
-        assert value("batchwise_predict_requests_total", {**served, "code": "INVALID_ARGUMENT"}) == 1
+        assert value("batchwise_predict_requests_total", {**served, "code": "OK", **door}) == 3
+        assert value("batchwise_predict_requests_total", {**served, "code": "INVALID_ARGUMENT", **door}) == 1
         assert value("batchwise_predict_requests_total",
-                     {"model": "affine", "version": "", "variant": "", "code": "NOT_FOUND"}) == 1
+                     {"model": "affine", "version": "", "variant": "", "code": "NOT_FOUND", **door}) == 1
         assert value("batchwise_predict_requests_total",
-                     {"model": "", "version": "", "variant": "", "code": "NOT_FOUND"}) == 1
-        assert value("batchwise_request_latency_seconds_count", labels) == 3
+                     {"model": "", "version": "", "variant": "", "code": "NOT_FOUND", **door}) == 1
+        assert value("batchwise_request_latency_seconds_count", {**labels, **door}) == 3
         assert value("batchwise_inflight_requests") == 0
         # Every method, with the code the client saw (aborts included) and a duration per call.
         for method, code, count in [(PREDICT, "OK", 3), (PREDICT, "NOT_FOUND", 2), (PREDICT, "INVALID_ARGUMENT", 1),
                                     (CHECK, "OK", 1), (CHECK, "NOT_FOUND", 1), ("unknown", "UNIMPLEMENTED", 1),
                                     ("/tensorflow.serving.PredictionService/GetModelMetadata", "OK", 1),
                                     ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "OK", 1)]:
-            assert value("batchwise_grpc_requests_total", {"method": method, "code": code}) == count, (method, code)
-        assert value("batchwise_grpc_request_duration_seconds_count", {"method": PREDICT}) == 6
+            protocol = "tfserving_grpc" if method.startswith("/tensorflow.serving.") else ""
+            assert value("batchwise_grpc_requests_total", {"method": method, "code": code, "protocol": protocol}) == (
+                count
+            ), (method, code)
+        assert value("batchwise_grpc_request_duration_seconds_count", {"method": PREDICT, **door}) == 6
         # Batches: 3 requests of 2 rows each, each request one piece in the queue.
         assert value("batchwise_batch_size_rows_sum", labels) == 6
         assert value("batchwise_queue_wait_seconds_count", labels) == 3

@@ -33,6 +33,11 @@ class ServerThread:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP port's base URL (plaintext), e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.server.http_port}"
+
     def call(self, coro, timeout_s: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
@@ -48,6 +53,7 @@ def server_settings(repo, **sections: dict) -> Settings:
         "server": {"host": "127.0.0.1", "port": 0, "grace_period_s": 5},
         "repository": {"path": repo, "poll_interval_s": 0},
         "metrics": {"enabled": False},
+        "http": {"host": "127.0.0.1", "port": 0},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

@@ -60,8 +60,39 @@ async def test_batch_sizes_padding_waits_and_compute():
     assert value("batchwise_compute_seconds_count", LABELS) == 2
     assert value("batchwise_queue_rows", LABELS) == 0
     assert value("batchwise_queue_capacity_rows", LABELS) == 6
-    # Request series exist at zero before any request, so rate() works from the first scrape.
-    assert value("batchwise_request_latency_seconds_count", LABELS) == 0
+    # Request series exist at zero before any request, for each gRPC door (the doors on by default),
+    # so rate() works from the first scrape.
+    for protocol in ("tfserving_grpc", "v2_grpc"):
+        assert value("batchwise_request_latency_seconds_count", {**LABELS, "protocol": protocol}) == 0
+        ok = {"model": "m", "version": "3", "variant": "int8", "code": "OK", "protocol": protocol}
+        assert value("batchwise_predict_requests_total", ok) == 0
+    assert value("batchwise_request_latency_seconds_count", {**LABELS, "protocol": "v2_rest"}) is None
+
+
+def test_request_metrics_carry_the_protocol_of_their_door():
+    metrics, registry = fresh()
+    value = registry.get_sample_value
+    labels = ("m", "3", "int8", "serving_default")
+    for protocol, code in [("v2_rest", "OK"), ("v2_rest", "OK"), ("tfserving_rest", "NOT_FOUND"), ("v2_grpc", "OK")]:
+        metrics.request_started()
+        metrics.observe_request(protocol, labels, code, 0.01)
+    metrics.predict_started()
+    metrics.observe_predict(labels, "INVALID_ARGUMENT", 0.001)  # the TF Serving gRPC door's names
+    served = {"model": "m", "version": "3", "variant": "int8"}
+    assert value("batchwise_predict_requests_total", {**served, "code": "OK", "protocol": "v2_rest"}) == 2
+    assert value("batchwise_predict_requests_total", {**served, "code": "NOT_FOUND", "protocol": "tfserving_rest"}) == 1
+    assert value("batchwise_predict_requests_total",
+                 {**served, "code": "INVALID_ARGUMENT", "protocol": "tfserving_grpc"}) == 1
+    assert value("batchwise_request_latency_seconds_count", {**LABELS, "protocol": "v2_rest"}) == 2
+    assert value("batchwise_request_latency_seconds_count", {**LABELS, "protocol": "v2_grpc"}) == 1
+    assert value("batchwise_inflight_requests") == 0
+    metrics.observe_http("v2_rest", "/v2/models/{model}/infer", 200, 0.002)
+    metrics.observe_http("", "unknown", 404, None)
+    assert value("batchwise_http_requests_total",
+                 {"route": "/v2/models/{model}/infer", "code": "200", "protocol": "v2_rest"}) == 1
+    assert value("batchwise_http_requests_total", {"route": "unknown", "code": "404", "protocol": ""}) == 1
+    assert value("batchwise_http_request_duration_seconds_count",
+                 {"route": "/v2/models/{model}/infer", "protocol": "v2_rest"}) == 1
 
 
 @async_test

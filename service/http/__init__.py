@@ -1,0 +1,1 @@
+"""The HTTP doors: TensorFlow Serving's REST API and the Open Inference Protocol (v2) REST API, on one port."""

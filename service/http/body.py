@@ -1,0 +1,70 @@
+"""Request bodies under limits: bytes before reading, JSON nesting depth and value count before parsing.
+
+The checks before parsing run at C speed on the raw bytes (bytes.replace / translate / count and
+one regex), so an oversized or deeply nested document is refused without building any of it:
+  - escaped backslashes and quotes are dropped, then every string literal is emptied, so that
+    brackets and commas inside strings do not count;
+  - values <= commas + 1 (an upper bound: a key-value pair counts once, which errs on the safe side);
+  - depth: with `{}` folded into `[]`, each pass of `replace(b"[]", b"")` removes exactly one
+    level of nesting, so a document that is not empty after `max_depth` passes is deeper.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.errors import InvalidArgument, ResourceExhausted
+
+_STRING = re.compile(rb'"[^"]*"')
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but the four brackets
+_FOLD = bytes.maketrans(b"{}", b"[]")
+
+
+async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
+    """The whole request body; ResourceExhausted before reading if Content-Length is over `max_bytes`,
+    or as soon as a body without one grows past it."""
+    length = request.content_length
+    if length is not None:
+        if length > max_bytes:
+            raise ResourceExhausted(
+                f"request body: {length} bytes is over the limit of {max_bytes} bytes (http.max_body_bytes)"
+            )
+        return await request.content.readexactly(length) if length else b""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ResourceExhausted(f"request body: over the limit of {max_bytes} bytes (http.max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_json_size(raw: bytes, max_depth: int, max_values: int) -> None:
+    """Raise ResourceExhausted if the JSON text `raw` nests deeper than `max_depth` or holds more than
+    `max_values` values (bounds computed without parsing; see the module docstring)."""
+    text = _STRING.sub(b"", raw.replace(b"\\\\", b"").replace(b'\\"', b""))
+    values = text.count(b",") + 1
+    if values > max_values:
+        raise ResourceExhausted(
+            f"request body: about {values} JSON values is over the limit of {max_values} (http.max_json_elements)"
+        )
+    brackets = text.translate(_FOLD, _BRACKETS)
+    for _ in range(max_depth):
+        if not brackets:
+            return
+        brackets = brackets.replace(b"[]", b"")
+    if brackets and brackets.count(b"[") == brackets.count(b"]"):  # unbalanced: the parser says where
+        raise ResourceExhausted(f"request body: JSON nested deeper than {max_depth} levels (http.max_json_depth)")
+
+
+def parse_json(raw: bytes, max_depth: int, max_values: int, what: str = "request body") -> Any:
+    """`raw` parsed after the size checks; InvalidArgument naming the position if it is not JSON."""
+    check_json_size(raw, max_depth, max_values)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"{what}: not valid JSON: {exc}") from None
