@@ -179,10 +179,13 @@ def port_problems(settings: Settings, container: dict) -> list[str]:
     """Container ports and probes must be the ports the server really binds, on a reachable host."""
     ports = _ports(container)
     problems = []
-    for label, host, port in (
+    listeners = [
         ("server", settings.server.host, settings.server.port),
         ("metrics", settings.metrics.host, settings.metrics.port),
-    ):
+    ]
+    if settings.http.enabled:
+        listeners.append(("http", settings.http.host, settings.http.port))
+    for label, host, port in listeners:
         if host in LOOPBACK_HOSTS:
             problems.append(f"{label}.host is {host}: kubelet probes and scrapes reach the pod IP, not loopback")
         if port not in ports.values():

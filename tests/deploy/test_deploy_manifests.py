@@ -173,6 +173,8 @@ BREAKAGES = {
     "service-target-port": (
         lambda d: _kind(d, "Service")["spec"]["ports"][0].update(targetPort="grpc-web"), "targetPort 'grpc-web'"),
     "metrics-container-port": (lambda d: _port(d, "metrics").update(containerPort=9090), "metrics.port 8502"),
+    "http-container-port": (lambda d: _port(d, "http").update(containerPort=8080), "http.port 8501"),
+    "http-binds-loopback": (lambda d: _set_env(d, "BATCHWISE_HTTP__HOST", "127.0.0.1"), "http.host is 127.0.0.1"),
     "grace-too-short": (
         lambda d: _deployment(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=25),
         "terminationGracePeriodSeconds 25"),
