@@ -4,8 +4,9 @@
         [--report-dir loadtests/reports] [--server-arg=--batching.max-batch-size=32 ...] [LOCUST OPTIONS ...]
 
 Any option this script does not know goes to locust and the locustfile (--models, --rows, --variant,
---metadata-ratio, --max-failure-ratio, --max-p95-ms, --max-p99-ms, --min-rps, ...). Without --host the server
-is started on 127.0.0.1 on a free port and stopped afterwards, so load only goes to loopback or the given host.
+--metadata-ratio, --protocols, --rest-host, --max-failure-ratio, --max-p95-ms, --max-p99-ms, --min-rps, ...).
+Without --host the server is started on 127.0.0.1 on free gRPC and HTTP ports and stopped afterwards, so load
+only goes to loopback or the given host; its users are split between gRPC and TF Serving REST (--protocols).
 Exit status: locust's (0 when every threshold held, 1 when one failed), 2 when the setup failed.
 """
 
@@ -70,10 +71,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(repository: Path, port: int, extra_args: list[str], log_path: Path) -> subprocess.Popen:
-    """Start `python -m service` on 127.0.0.1:`port` serving `repository`; its output goes to `log_path`."""
+def start_server(
+    repository: Path, port: int, extra_args: list[str], log_path: Path, http_port: int | None = None
+) -> subprocess.Popen:
+    """Start `python -m service` on 127.0.0.1:`port` (and HTTP on `http_port`, or a free port) serving
+    `repository`; its output goes to `log_path`."""
     args = [sys.executable, "-m", "service", "--repository.path", str(repository), "--server.host", "127.0.0.1",
-            "--server.port", str(port), "--metrics.port", str(free_port()), *extra_args]
+            "--server.port", str(port), "--metrics.port", str(free_port()), "--http.host", "127.0.0.1",
+            "--http.port", str(http_port or free_port()), *extra_args]
     log = open(log_path, "wb")  # noqa: SIM115 - the child owns it; closed when this process exits
     return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
@@ -137,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         if not has_models(args.repository):
             print(f"{args.repository} holds no model version: run `make demo-models` first", file=sys.stderr)
             return SETUP_FAILED
-        port = free_port()
+        port, http_port = free_port(), free_port()
         server_log = args.report_dir / f"{args.report_name}_server.log"
-        proc = start_server(args.repository, port, args.server_arg, server_log)
+        proc = start_server(args.repository, port, args.server_arg, server_log, http_port)
+        if not any(a.startswith("--rest-host") for a in locust_args):
+            locust_args = [*locust_args, "--rest-host", f"http://127.0.0.1:{http_port}"]
         try:
             wait_serving(f"127.0.0.1:{port}", proc, args.ready_timeout_s)
             status = run_locust(args, f"127.0.0.1:{port}", locust_args)
