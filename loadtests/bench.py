@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtests import loadgen, payloads, plot, report, servers
+from loadtests import bench_rest, loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-rounds", type=int, default=3,
                         help="extra interleaved pairs at 64 clients after the peer sweep (ABBA order with it)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
+    parser.add_argument("--rest", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the REST section (loadtests/bench_rest.py: REST vs MLServer, HTTP idle on/off)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
     parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
@@ -366,6 +368,9 @@ class Bench:
         self.result["load_average_end"] = list(os.getloadavg())
         self.result["settings"] = report.run_settings(self.args)
         self.result["ratios"] = report.ratios(self.result, report.server_settings(self.args.server_arg))
+        if self.args.rest:  # last, on fresh servers of its own (issue 18's REST and HTTP-idle points)
+            self.result["rest"] = bench_rest.RestBench(self.args, self.work, self.log).run(version_dir)
+            self.result["ratios"].update(self.result["rest"]["ratios"])
         return self.result
 
 
@@ -389,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.results_dir / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     print(report.render(result))
+    if "rest" in result:
+        print("\n" + bench_rest.render(result["rest"]))
     if not args.no_plot:
         plot.plot(result, args.results_dir / f"{stem}.png")
     print(f"\nresults: {json_path}")

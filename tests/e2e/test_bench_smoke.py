@@ -38,3 +38,9 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert "peer" not in result  # --quick leaves MLServer out (its venv is a TensorFlow install)
     assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
     assert "Ratios and targets" in proc.stdout
+    rest = result["rest"]  # the REST section (loadtests/bench_rest.py): h2load points and the HTTP idle pairs
+    assert [p["concurrency"] for p in rest["rest"]["batchwise"]] == [1, 64]
+    assert all(p["ok"] > 0 and not p["errors"] for p in rest["rest"]["batchwise"])
+    assert len(rest["grpc_http_idle"]["on"]) == len(rest["grpc_http_idle"]["off"]) == 2  # ABBA
+    assert result["ratios"]["grpc_http_idle_over_http_off_64"]["value"] > 0
+    assert "grpc_http_idle_over_http_off_64" in proc.stdout
