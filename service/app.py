@@ -14,7 +14,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from service.api import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2, prediction_service_pb2_grpc
+from service.api import (
+    grpc_service_pb2,
+    grpc_service_pb2_grpc,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 from service.api._pool import POOL
 from service.batching import DynamicBatcher
 from service.dataplane import DataPlane
@@ -22,7 +29,16 @@ from service.heap import settle_heap
 from service.http.observe import HttpMetrics
 from service.http.server import HttpServer
 from service.http.tfserving import TFServingRestDoor
-from service.metrics import Metrics, MetricsEndpoint, process_registry
+from service.http.v2 import V2RestDoor
+from service.metrics import (
+    TFSERVING_GRPC,
+    TFSERVING_REST,
+    V2_GRPC,
+    V2_REST,
+    Metrics,
+    MetricsEndpoint,
+    process_registry,
+)
 from service.repository.loader import VariantLoader
 from service.repository.manager import ModelManager
 from service.repository.servable import ServableVersion, VersionState
@@ -37,6 +53,7 @@ from service.rpc.options import grpc_server_options
 from service.rpc.pipeline import Stage, StagedHandlers
 from service.rpc.prediction_servicer import PredictionServicer
 from service.rpc.tls import server_credentials
+from service.rpc.v2.servicer import InferenceServicer
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
 
@@ -47,6 +64,7 @@ LIVENESS_SERVICE = "liveness"  # SERVING while the process runs; for liveness pr
 SERVICE_NAMES = (
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -128,6 +146,15 @@ class BatchwiseServer:
             await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
         log.info("stopped; API calls since start: %s", self.calls.summary())
 
+    def is_ready(self) -> bool:
+        """Ready for inference: the first repository scan is done, no drain has begun, and a model is AVAILABLE.
+
+        The same rule as the gRPC health service's overall status, for the v2 doors' readiness calls.
+        """
+        if self._poller is None or self._stopping:
+            return False
+        return any(self.manager.is_available(name) for name in self.manager.model_names())
+
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
@@ -152,6 +179,10 @@ class BatchwiseServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, handlers)
         model_servicer = ModelServicer(self.manager, model_control_enabled=cfg.enable_model_control)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, handlers)
+        inference_servicer = InferenceServicer(
+            self.dataplane, self.is_ready, max_tensor_elements=cfg.max_tensor_elements, metrics=self.metrics
+        )
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference_servicer, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
         # (enable_server_reflection picks the async servicer only for a grpc.aio.Server: register it ourselves)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -165,7 +196,8 @@ class BatchwiseServer:
 
     def _build_http_server(self, reuse_port: bool = False) -> HttpServer:
         """TF Serving REST and v2 REST on settings.http, sharing the drain accounting and metrics with gRPC."""
-        doors = [TFServingRestDoor(self.dataplane)]
+        v2 = V2RestDoor(self.dataplane, self.is_ready, max_tensor_elements=self.settings.server.max_tensor_elements)
+        doors = [TFServingRestDoor(self.dataplane), v2]
         observer = HttpMetrics(self.metrics, self.dataplane.is_served) if self.metrics is not None else None
         return HttpServer(self.settings.http, self.settings.security, doors, self.calls, observer,
                           reuse_port=reuse_port)
@@ -223,7 +255,8 @@ def _build_metrics(settings: Settings, registry: CollectorRegistry | None) -> Me
     """Metrics whose row buckets cover the largest max_batch_size configured for any model."""
     per_model = (settings.batching_for(model).max_batch_size for model in settings.models)
     max_rows = max([settings.batching.max_batch_size, *per_model])
-    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows)
+    protocols = [TFSERVING_GRPC, V2_GRPC] + ([TFSERVING_REST, V2_REST] if settings.http.enabled else [])
+    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows, protocols)
 
 
 def _reflection_pool():

@@ -13,7 +13,7 @@ import numpy as np
 
 from service.errors import NotFound
 from service.repository.manager import ModelManager
-from service.repository.servable import ServableVersion
+from service.repository.servable import ServableVersion, VersionState
 from service.settings import Settings
 from service.validation import check_inputs, check_output_filter
 
@@ -71,6 +71,21 @@ class DataPlane:
     def is_served(self, model: str) -> bool:
         """True if `model` is a model name the manager tracks (so it may be used as a metric label)."""
         return model in self._manager.model_names()
+
+    def available_versions(self, model: str) -> list[int]:
+        """The AVAILABLE versions of `model`, ascending; raises NotFound if the model is not served."""
+        return [s.version for s in self._manager.versions_of(model) if s.state is VersionState.AVAILABLE]
+
+    def is_ready(self, model: str, version: int | None = None) -> bool:
+        """True if `model` (at `version`, else its latest) is AVAILABLE: a request for it would be served.
+
+        False for an unknown model or version; raises InvalidArgument for a malformed model name.
+        """
+        try:
+            self._manager.resolve(model, version)
+        except NotFound:
+            return False
+        return True
 
     async def predict(
         self,

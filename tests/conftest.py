@@ -29,3 +29,11 @@ def server(model_repo):
 def channel(server):
     with grpc.insecure_channel(server.target) as chan:
         yield chan
+
+
+@pytest.fixture(scope="session")
+def tritonclient_python():
+    """The interpreter of tritonclient's own venv (built once, cached in .cache/; tests/support/tritonclient_env)."""
+    from tests.support.tritonclient_env import ensure_venv
+
+    return ensure_venv()

@@ -11,11 +11,12 @@ one regex), so an oversized or deeply nested document is refused without buildin
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from service.errors import InvalidArgument, ResourceExhausted
 
@@ -26,7 +27,19 @@ _FOLD = bytes.maketrans(b"{}", b"[]")
 
 async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
     """The whole request body; ResourceExhausted before reading if Content-Length is over `max_bytes`,
-    or as soon as a body without one grows past it."""
+    or as soon as a body without one grows past it. InvalidArgument for a compressed body (the limit
+    holds for what is sent, so a small compressed body must not expand into a large one) or a body
+    that ends early."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise InvalidArgument(f"Content-Encoding: {encoding[:32]!r} is not supported; send the body uncompressed")
+    try:
+        return await _read(request, max_bytes)
+    except (asyncio.IncompleteReadError, ClientPayloadError, ConnectionError) as exc:
+        raise InvalidArgument(f"request body: ended before its end ({type(exc).__name__})") from None
+
+
+async def _read(request: web.BaseRequest, max_bytes: int) -> bytes:
     length = request.content_length
     if length is not None:
         if length > max_bytes:

@@ -1,14 +1,16 @@
-"""The HTTP server's metrics adapter: finished requests -> service.metrics.Metrics."""
+"""The HTTP server's metrics adapter: finished requests -> service.metrics.Metrics, labelled by protocol."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from service.http.routes import Reply, Route
 from service.metrics import Metrics
 
 
 class HttpMetrics:
-    """Records HTTP predict requests in the predict metrics, as the gRPC Predict servicer does.
+    """Records every HTTP exchange (observe_http, by route template and status) and, for predict and infer
+    routes, the inference call (request_started / observe_request, as the gRPC doors do).
 
     `is_served(model)` says whether a client-sent model name may be used as a label (else "").
     """
@@ -19,13 +21,19 @@ class HttpMetrics:
 
     def request_started(self, protocol: str, predict: bool) -> None:
         if predict:
-            self._metrics.predict_started()
+            self._metrics.request_started()
 
-    def request_finished(
-        self, protocol: str, predict: bool, labels: tuple[str, str, str, str], code: str, duration_s: float
-    ) -> None:
-        if not predict:
+    def request_finished(self, protocol: str, route: Route, reply: Reply, *, code: str, duration_s: float) -> None:
+        """`reply.labels`: (model, version, variant, signature) of the version that served it, or for a
+        refused request (model as the client sent it, "", "", "")."""
+        self._metrics.observe_http(protocol, route.template, reply.status, duration_s)
+        if not route.predict:
             return
+        labels = reply.labels or ("", "", "", "")
         if not labels[1] and labels[0] and not self._is_served(labels[0]):
             labels = ("", "", "", "")
-        self._metrics.observe_predict(labels, code, duration_s)
+        self._metrics.observe_request(protocol, labels, code, duration_s)
+
+    def refused(self, protocol: str, route: str, status: int) -> None:
+        """A request answered before reaching a door (drain, unknown path, wrong method)."""
+        self._metrics.observe_http(protocol, route, status, None)

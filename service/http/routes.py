@@ -48,13 +48,14 @@ Handler = Callable[[Call], Awaitable[Reply]]
 
 @dataclass(frozen=True)
 class Route:
-    """`method` + a full-match `pattern` on the path -> `handler`.
+    """`method` + a full-match `pattern` on the path -> `handler`; `template` names it in the metrics.
 
     `predict` routes count in the predict metrics; `open` routes (health) need no token and are
     answered during the drain.
     """
 
     method: str
+    template: str
     pattern: re.Pattern[str]
     handler: Handler
     predict: bool = False

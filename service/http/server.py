@@ -41,14 +41,11 @@ class Admission(Protocol):
 
 
 class RequestObserver(Protocol):
-    """Where finished requests are recorded (the server's metrics adapter)."""
+    """Where requests are recorded (service.http.observe.HttpMetrics fits)."""
 
     def request_started(self, protocol: str, predict: bool) -> None: ...
-    def request_finished(
-        self, protocol: str, predict: bool, labels: tuple[str, str, str, str], code: str, duration_s: float
-    ) -> None:
-        """`labels`: (model, version, variant, signature) of the version that served it, or for a refused
-        request (model as the client sent it, "", "", "")."""
+    def request_finished(self, protocol: str, route: Route, reply: Reply, *, code: str, duration_s: float) -> None: ...
+    def refused(self, protocol: str, route: str, status: int) -> None: ...
 
 
 class Door(Protocol):
@@ -91,7 +88,8 @@ class HttpServer:
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError if the port cannot be bound."""
-        self._web = web.Server(self._handle, access_log=None)
+        # auto_decompress off: the body limit holds for the bytes sent (read_body refuses Content-Encoding).
+        self._web = web.Server(self._handle, access_log=None, auto_decompress=False)
         ssl_context = server_ssl_context(self._security)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
@@ -116,10 +114,14 @@ class HttpServer:
         started_s = time.perf_counter()
         found = self._route(request)
         if isinstance(found, web.Response):
+            if self._observer is not None:
+                self._observer.refused("", "unknown", found.status)
             return found
         protocol, route, params = found
         if not route.open and self._calls.draining:
             self._calls.refuse()
+            if self._observer is not None:
+                self._observer.refused(protocol, route.template, 503)
             return _error_response(503, DRAINING_MESSAGE, close=True)
         call = Call(
             request,
@@ -130,22 +132,24 @@ class HttpServer:
         )
         if route.open:
             return _response((await self._reply(route, call))[0])
+        return _response(await self._counted(protocol, route, call, started_s))
+
+    async def _counted(self, protocol: str, route: Route, call: Call, started_s: float) -> Reply:
+        """The reply to an API call, counted in the drain accounting and the metrics (cancelled ones too)."""
         self._calls.call_started()
         if self._observer is not None:
             self._observer.request_started(protocol, route.predict)
-        outcome = "errored"
+        reply, code = Reply(b"", 499), "CANCELLED"
         try:
             reply, code = await self._reply(route, call)
-            outcome = "completed" if code == "OK" else "errored"
-        except asyncio.CancelledError:
-            outcome = "cut_off"
-            raise
         finally:
-            self._calls.call_finished(outcome)
-        if self._observer is not None:
-            labels = reply.labels or (call.model or "", "", "", "")
-            self._observer.request_finished(protocol, route.predict, labels, code, time.perf_counter() - started_s)
-        return _response(reply)
+            self._calls.call_finished({"OK": "completed", "CANCELLED": "cut_off"}.get(code, "errored"))
+            if self._observer is not None:
+                if reply.labels is None:
+                    reply.labels = (call.model or "", "", "", "")
+                duration_s = time.perf_counter() - started_s
+                self._observer.request_finished(protocol, route, reply, code=code, duration_s=duration_s)
+        return reply
 
     async def _reply(self, route: Route, call: Call) -> tuple[Reply, str]:
         """The handler's reply, or the error reply its exception maps to; with the domain code (or "OK")."""

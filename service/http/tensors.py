@@ -44,6 +44,8 @@ def numeric_array(value: Any, dtype: np.dtype, field: str) -> np.ndarray:
         ) from None
     if raw.ndim > MAX_RANK:
         raise InvalidArgument(f"{field}: rank {raw.ndim} is over the limit of {MAX_RANK}")
+    if raw.size == 0 and raw.dtype.kind == "f":  # [] parses as float64: no value to check
+        return raw.astype(dtype)
     if raw.dtype.kind not in _KINDS[dtype.kind]:
         raise InvalidArgument(f"{field}: expected {_words(dtype)} for dtype {dtype.name}, got {_describe(raw)}")
     if dtype.kind in "iu" and raw.size:

@@ -17,28 +17,31 @@ from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument, Unimplemented
 from service.http.routes import Call, Reply, Route, positive_version
 from service.http.tfjson import decode_predict_request, encode_predictions
+from service.metrics import TFSERVING_REST
 from service.repository.servable import ServableVersion, VersionState
 from service.rpc.signature_def import signature_def_json
 
-PROTOCOL = "tfserving_rest"
 _MODEL = r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+_TEMPLATE = "/v1/models/{model}[/versions/{version}|/labels/{label}]"
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
 
 
 class TFServingRestDoor:
     """The TF Serving REST routes over `dataplane`."""
 
-    protocol = PROTOCOL
+    protocol = TFSERVING_REST
 
     def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
 
     def routes(self) -> list[Route]:
         return [
-            Route("POST", re.compile(_MODEL + r":predict"), self.predict, predict=True),
-            Route("POST", re.compile(_MODEL + r":(?P<verb>classify|regress)"), self.unimplemented),
-            Route("GET", re.compile(_MODEL + r"/metadata"), self.metadata),
-            Route("GET", re.compile(_MODEL), self.status),
+            Route("POST", _TEMPLATE + ":predict", re.compile(_MODEL + r":predict"), self.predict, predict=True),
+            Route(
+                "POST", _TEMPLATE + ":{verb}", re.compile(_MODEL + r":(?P<verb>classify|regress)"), self.unimplemented
+            ),
+            Route("GET", _TEMPLATE + "/metadata", re.compile(_MODEL + r"/metadata"), self.metadata),
+            Route("GET", _TEMPLATE, re.compile(_MODEL), self.status),
         ]
 
     async def status(self, call: Call) -> Reply:

@@ -27,17 +27,14 @@ Input names are shortened in error messages so a hostile name cannot bloat the g
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
 from service.datatypes import DATATYPES
-from service.errors import InvalidArgument, ResourceExhausted, ServingError
+from service.errors import InvalidArgument, ServingError
+from service.tensor_limits import MAX_RANK, check_shape, check_string_fill  # noqa: F401 (MAX_RANK: re-exported)
 
 DT = types_pb2.DataType  # NOTE: DT.DT_X goes through a slow __getattr__; hot paths use types_pb2.DT_X (plain ints)
-# numpy 1.x supports at most 32 dimensions; TF allows 254 but no served model needs that many.
-MAX_RANK = 32
 MAX_NAME_CHARS = 64
 
 # DataType -> the little-endian numpy dtype of its wire bytes (object for strings), from the one table.
@@ -225,7 +222,7 @@ def _decode_general(
         )
     values = getattr(proto, field)
     if dt == types_pb2.DT_STRING and len(values) == 1 and max_string_bytes is not None:
-        _check_string_fill(len(values[0]), count, max_string_bytes)
+        check_string_fill(len(values[0]), count, max_string_bytes, "string_val")
     return _from_values(values, dt, field, shape, count)
 
 
@@ -281,39 +278,11 @@ def _bytes_field_size(length: int) -> int:
     return 1 + _varint_size(length) + length
 
 
-def _check_string_fill(value_bytes: int, count: int, max_string_bytes: int) -> None:
-    if count > 1 and value_bytes * count > max_string_bytes:
-        raise ResourceExhausted(
-            f"string_val holds one {value_bytes}-byte value that would fill {count} elements "
-            f"({value_bytes * count} bytes), over the limit of {max_string_bytes} bytes"
-        )
-
-
 def _checked_shape(shape_proto: tensor_shape_pb2.TensorShapeProto, max_elements: int) -> tuple[tuple[int, ...], int]:
     """The declared shape and its element count; refuses anything that cannot be allocated safely."""
     if shape_proto.unknown_rank:
         raise InvalidArgument("tensor_shape.unknown_rank is set; expected a fully known shape")
-    shape = tuple([dim.size for dim in shape_proto.dim])
-    if len(shape) > MAX_RANK:
-        raise InvalidArgument(f"tensor_shape has rank {len(shape)}; expected at most {MAX_RANK} dimensions")
-    if not shape or (min(shape) >= 0 and max(shape) <= max_elements):  # the usual case: no per-axis walk
-        count = math.prod(shape)
-        if count <= max_elements:
-            return shape, count
-    count = 1
-    for axis, size in enumerate(shape):
-        if size < 0:
-            raise InvalidArgument(f"tensor_shape {list(shape)} has dimension {axis} = {size}; expected sizes >= 0")
-        if size > max_elements:
-            raise ResourceExhausted(
-                f"tensor_shape dimension {axis} = {size} is over the limit of {max_elements} elements per tensor"
-            )
-        count *= size  # Python int: cannot overflow, and stays small because every factor is bounded
-    if count > max_elements:
-        raise ResourceExhausted(
-            f"tensor_shape {list(shape)} has {count} elements, over the limit of {max_elements} elements per tensor"
-        )
-    return shape, count
+    return check_shape([dim.size for dim in shape_proto.dim], max_elements, "tensor_shape")
 
 
 def _from_content(content: bytes, dt: int, shape: tuple[int, ...], count: int) -> np.ndarray:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
 from service.api import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc, types_pb2
 from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument
-from service.metrics import Metrics
+from service.metrics import TFSERVING_GRPC, Metrics
 from service.repository.servable import ServableVersion
 from service.repository.variants import VARIANT_METADATA_KEY
+from service.request_metrics import RequestRecorder
+from service.rpc.call_context import deadline_of, variant_of
 from service.rpc.codec import encode_content, fill_tensor_proto, to_ndarray
 from service.rpc.signature_def import signature_def_map
 from service.rpc.status import abort_with, cancelled_code, status_of
@@ -34,12 +35,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     ) -> None:
         self._dataplane = dataplane
         self._limits = {"max_elements": max_tensor_elements, "max_string_bytes": max_string_bytes}
-        self._metrics = metrics
+        self._recorder = RequestRecorder(metrics, dataplane, TFSERVING_GRPC)
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
-        started_s = time.perf_counter()
-        if self._metrics is not None:
-            self._metrics.predict_started()
+        started_s = self._recorder.started()
         ref = servable = None
         try:
             ref = model_ref(request.model_spec, context)
@@ -50,29 +49,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             result = await self._dataplane.predict(servable, ref.signature, inputs, request.output_filter, deadline)
             response = predict_response(result)
         except asyncio.CancelledError:
-            self._observe(ref, servable, "", cancelled_code(context), started_s)
+            self._recorder.failed(ref, servable, cancelled_code(context).name, started_s)
             raise
         except Exception as exc:
             code, message = status_of(exc)
-            self._observe(ref, servable, "", code, started_s)
+            self._recorder.failed(ref, servable, code.name, started_s)
             await context.abort(code, message)
-        if self._metrics is not None:
-            labels = (servable.model, str(servable.version), servable.variant, result.signature)
-            self._metrics.observe_predict_ok(labels, time.perf_counter() - started_s)
+        self._recorder.ok(servable, result.signature, started_s)
         return response
-
-    def _observe(self, ref: ModelRef | None, servable: ServableVersion | None, signature: str,
-                 code: grpc.StatusCode, started_s: float) -> None:
-        """Count the call; label it with the model only if served (never the client's raw string)."""
-        if self._metrics is None:
-            return
-        if servable is not None:
-            model, version, variant = servable.model, str(servable.version), servable.variant
-        else:
-            known = ref is not None and self._dataplane.is_served(ref.name)
-            model, version, variant = (ref.name if known else ""), "", ""
-        labels = (model, version, variant, signature)
-        self._metrics.observe_predict(labels, code.name, time.perf_counter() - started_s)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
         try:
@@ -149,14 +133,7 @@ def model_ref(spec: model_pb2.ModelSpec, context: grpc.aio.ServicerContext | Non
     if version is not None and version <= 0:
         raise InvalidArgument(f"model_spec.version: must be a positive integer, got {version}")
     label = spec.version_label if choice == "version_label" else None
-    return ModelRef(spec.name, version, label, spec.signature_name, _variant_of(context))
-
-
-def _variant_of(context: grpc.aio.ServicerContext | None) -> str | None:
-    for key, value in (context.invocation_metadata() or ()) if context is not None else ():
-        if key == VARIANT_METADATA_KEY:
-            return value
-    return None
+    return ModelRef(spec.name, version, label, spec.signature_name, variant_of(context))
 
 
 def fill_model_spec(target: model_pb2.ModelSpec, servable: ServableVersion, signature: str) -> None:
@@ -166,8 +143,3 @@ def fill_model_spec(target: model_pb2.ModelSpec, servable: ServableVersion, sign
     if signature:
         target.signature_name = signature
 
-
-def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
-    """The call's deadline as an absolute time.monotonic() value, or None."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining

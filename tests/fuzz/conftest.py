@@ -31,9 +31,10 @@ version_labels = { stable = 1 }
 class FuzzTarget:
     """A channel to the server under test, its process id for memory readings, and a liveness probe."""
 
-    def __init__(self, target: str, pid: int) -> None:
+    def __init__(self, target: str, pid: int, http_url: str = "") -> None:
         self.target = target
         self.pid = pid
+        self.http_url = http_url  # the HTTP port's base URL (TF Serving REST and v2 REST)
         self.channel = grpc.insecure_channel(target, options=CLIENT_OPTIONS)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
@@ -62,21 +63,21 @@ class FuzzTarget:
 @pytest.fixture(scope="session")
 def fuzz_target(request, model_repo, tmp_path_factory):
     if os.environ.get("BATCHWISE_FUZZ_SERVER") == "subprocess":
-        port = free_port()
+        port, http_port = free_port(), free_port()
         folder = tmp_path_factory.mktemp("fuzz")
         config, log = folder / "server.toml", folder / "server.log"
         config.write_text(SAME_MODELS_AS_SESSION_SERVER)
         args = ["--config-file", str(config), "--repository.path", str(model_repo), "--server.port", str(port),
-                "--repository.poll-interval-s", "0"]
+                "--repository.poll-interval-s", "0", "--http.port", str(http_port)]
         proc = start_server(args, env={"BATCHWISE_METRICS__ENABLED": "false"}, log_path=log)
         wait_serving(f"127.0.0.1:{port}", proc)
-        target = FuzzTarget(f"127.0.0.1:{port}", proc.pid)
+        target = FuzzTarget(f"127.0.0.1:{port}", proc.pid, f"http://127.0.0.1:{http_port}")
         yield target
         target.channel.close()
         proc.terminate()
         assert proc.wait(60) == 0, log.read_text()[-2000:]
     else:
         server = request.getfixturevalue("server")
-        target = FuzzTarget(server.target, os.getpid())
+        target = FuzzTarget(server.target, os.getpid(), server.http_url)
         yield target
         target.channel.close()

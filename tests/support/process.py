@@ -22,11 +22,16 @@ def free_port() -> int:
 
 
 def start_server(args: list[str], env: dict[str, str] | None = None, log_path: Path | None = None) -> subprocess.Popen:
-    """Run `python -m service ARGS` from the repository root; stderr goes to log_path if given."""
+    """Run `python -m service ARGS` from the repository root; stderr goes to log_path if given.
+
+    The HTTP port is 0 (a free one) unless ARGS or `env` say otherwise, so that servers started by
+    tests never fight over 8501.
+    """
     stderr = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed by the OS on exit
     return subprocess.Popen(
         [sys.executable, "-m", "service", *args],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr,
+        cwd=ROOT, env={**os.environ, "BATCHWISE_HTTP__PORT": "0", **(env or {})}, stdout=subprocess.DEVNULL,
+        stderr=stderr,
     )
 
 
