@@ -208,11 +208,33 @@ def probe_problems(settings: Settings, container: dict) -> list[str]:
         probe = container.get(probe_name)
         if probe is None:
             problems.append(f"{probe_name} is missing")
+        elif probe_name == "readinessProbe" and "httpGet" in probe:
+            problems += http_readiness_problems(settings, probe["httpGet"], ports)
         elif "grpc" not in probe:
             problems.append(f"{probe_name} is not a native gRPC probe")
         elif probe["grpc"]["port"] != probe_port or probe["grpc"]["port"] not in ports.values():
             what = "plaintext health port" if server.health_port is not None else "gRPC port"
             problems.append(f"{probe_name} port {probe['grpc']['port']} != {what} {probe_port} / containerPorts")
+    return problems
+
+
+def http_readiness_problems(settings: Settings, http_get: dict, ports: dict[str, int]) -> list[str]:
+    """The documented alternative readiness probe: GET /v2/health/ready on the HTTP port (token-free there).
+
+    Kubelet's HTTPS probes do not verify the certificate but present none either, so they cannot pass mTLS.
+    """
+    port = http_get.get("port")
+    port = ports.get(port, port) if isinstance(port, str) else port
+    security = settings.security
+    problems = []
+    if not settings.http.enabled or port != settings.http.port:
+        problems.append(f"readinessProbe httpGet port {http_get.get('port')} is not the HTTP port {settings.http.port}")
+    if http_get.get("path") != "/v2/health/ready":
+        problems.append(f"readinessProbe httpGet path {http_get.get('path')!r} is not '/v2/health/ready'")
+    if (http_get.get("scheme", "HTTP") == "HTTPS") != (security.tls_cert_file is not None):
+        problems.append("readinessProbe httpGet scheme must be HTTPS exactly when TLS is on")
+    if security.tls_client_ca_file is not None:
+        problems.append("readinessProbe httpGet cannot pass mTLS (kubelet has no client certificate)")
     return problems
 
 

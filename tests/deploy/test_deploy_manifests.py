@@ -275,3 +275,37 @@ def test_cross_check_catches_probes_that_cannot_reach_a_tls_server(breakage: str
     breaker(docs)
     problems = manifest_problems(docs)
     assert any(expected in p for p in problems), problems
+
+
+HTTP_READINESS = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
+
+
+def test_documented_http_readiness_probe_passes_the_cross_checks() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    assert "path: /v2/health/ready" in readme and "port: http" in readme
+    docs = render("overlays/cpu")
+    _server(docs)["readinessProbe"] = HTTP_READINESS
+    assert manifest_problems(docs) == []
+
+
+@pytest.mark.parametrize(
+    ("breaker", "expected"),
+    [
+        pytest.param(lambda p: p["httpGet"].update(port=8502), "not the HTTP port 8501", id="metrics-port"),
+        pytest.param(lambda p: p["httpGet"].update(path="/v1/models/m"), "is not '/v2/health/ready'", id="path"),
+        pytest.param(lambda p: p["httpGet"].update(scheme="HTTPS"), "HTTPS exactly when TLS is on", id="scheme"),
+    ],
+)
+def test_cross_check_catches_a_broken_http_readiness_probe(breaker, expected) -> None:
+    docs = render("overlays/cpu")
+    probe = {**HTTP_READINESS, "httpGet": dict(HTTP_READINESS["httpGet"])}
+    breaker(probe)
+    _server(docs)["readinessProbe"] = probe
+    problems = manifest_problems(docs)
+    assert any(expected in p for p in problems), problems
+
+
+def test_http_readiness_cannot_pass_mtls() -> None:
+    docs = render("overlays/cpu-mtls")
+    _server(docs)["readinessProbe"] = {"httpGet": {**HTTP_READINESS["httpGet"], "scheme": "HTTPS"}}
+    assert any("cannot pass mTLS" in p for p in manifest_problems(docs))
