@@ -12,6 +12,8 @@ Phases (every server in its own process, the load generator in another):
   7. peer: Seldon MLServer 1.7 (its own venv, adaptive batching set like ours) serving the same
      SavedModel, one MLServer per parallel_workers value (default 0 and 1), points interleaved with
      our batched server at 1, 8, 32 and 64 clients; the targets are read against MLServer's best.
+  8. protocols: v2 gRPC ModelInfer vs TF Serving gRPC Predict on the batched server at 64 clients (bench_protocols.py).
+  9. REST (bench_rest.py, servers of its own): TF Serving JSON vs MLServer's v2 REST, gRPC with HTTP idle vs off.
 Writes loadtests/results/<date>-<machine>.json and .png (a later run that day adds -<HHMM>),
 and prints the tables and ratios.
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtests import bench_rest, loadgen, payloads, plot, report, servers
+from loadtests import bench_protocols, bench_rest, loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -107,9 +109,9 @@ class Bench:
             raise RuntimeError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def point(self, server: RunningServer, payload: Path, concurrency: int) -> dict:
+    def point(self, server: RunningServer, payload: Path, concurrency: int, method: str = payloads.PREDICT_METHOD):
         """One closed-loop point against `server`, with the server's CPU use over the point."""
-        spec = self.load_spec(server, payload, concurrency=[concurrency])
+        spec = self.load_spec(server, payload, concurrency=[concurrency], method=method)
         cpu_before, wall_before = server.cpu_s(), time.monotonic()
         (result,) = loadgen.run_in_subprocess(spec)
         result["server_cpu_cores"] = (server.cpu_s() - cpu_before) / (time.monotonic() - wall_before)
@@ -319,6 +321,7 @@ class Bench:
             self.result["metrics"] = self.metrics_on_off(group, request)
             served = self.variants(group, "mnist_cnn", request, group.ready["metrics_on"])  # fresh, batched config
             self.result["overload"] = self.overload(group.ready["batched"], request, self.result["sweep"]["batched"])
+            self.result["protocols"] = bench_protocols.measure(self, group.ready["batched"], version_dir, request)
             if self.args.peer == "mlserver":
                 self.result["peer"] = self.peer(group.ready["batched"], version_dir, request)
         self.result["variants"] = report.variant_table(version_dir, self.result["compute_ceiling"], served)

@@ -4,9 +4,12 @@
         --models iris,digits --rows 1,8,32 --metadata-ratio 0.1 --max-p99-ms 200 --min-rps 50
     locust -f loadtests/locustfile.py RestUser --headless --host http://127.0.0.1:8501 -u 16 -t 30s ...
 
-Protocols (--protocols, named like the servers' `protocol` metric label): tfserving_grpc (BatchwiseUser, at
---host) and tfserving_rest (RestUser, at --rest-host, or at --host when it is an http(s):// URL). By default
-gRPC runs unless --host is an http(s):// URL, and REST runs when it has a URL; users are split evenly.
+Protocols (--protocols, named like the servers' `protocol` metric label), same models and rows, equal weights:
+  tfserving_grpc  BatchwiseUser: TF Serving's gRPC API (Predict, GetModelMetadata) at --host
+  v2_grpc         V2GrpcUser: the Open Inference Protocol (ModelInfer with raw contents, ModelMetadata) at --host
+  tfserving_rest  RestUser: TF Serving's REST API (JSON :predict, metadata) at --rest-host, or at an http(s) --host
+By default both gRPC users run unless --host is an http(s):// URL, and REST runs when it has a URL. Naming
+user classes at the end of the command line also works (e.g. `... V2GrpcUser`).
 
 Every option below also reads a BATCHWISE_LOADTEST_* environment variable (shown in --help). Each user
 discovers the models' signatures with GetModelMetadata once (per process), pre-serializes its requests and
@@ -29,13 +32,13 @@ from locust import FastHttpUser, events, task
 from locust.exception import LocustError
 from locust.runners import WorkerRunner
 from rest_scenarios import build_rest_plan
-from scenarios import Plan, build_plan, parse_csv, parse_rows
+from scenarios import Plan, build_plan, build_v2_plan, parse_csv, parse_rows
 from thresholds import Thresholds
 
 LOG = logging.getLogger("batchwise.loadtest")
 _PLANS: dict[tuple, Plan] = {}
 _PLAN_LOCK = gevent.lock.Semaphore()
-PROTOCOL_USERS = {"tfserving_grpc": "BatchwiseUser", "tfserving_rest": "RestUser"}
+PROTOCOL_USERS = {"tfserving_grpc": "BatchwiseUser", "v2_grpc": "V2GrpcUser", "tfserving_rest": "RestUser"}
 
 
 @events.init_command_line_parser.add_listener
@@ -72,7 +75,8 @@ def chosen_protocols(options) -> list[str]:
             raise ValueError(f"--protocols: unknown {unknown}; expected some of {', '.join(PROTOCOL_USERS)}")
         return chosen
     http_host = (options.host or "").startswith(("http://", "https://"))
-    return [*([] if http_host else ["tfserving_grpc"]), *(["tfserving_rest"] if http_host or options.rest_host else [])]
+    grpc_protocols = [] if http_host else ["tfserving_grpc", "v2_grpc"]
+    return [*grpc_protocols, *(["tfserving_rest"] if http_host or options.rest_host else [])]
 
 
 @events.init.add_listener
@@ -87,32 +91,41 @@ def keep_chosen_users(environment, **_kwargs) -> None:
     LOG.info("protocols: %s", ", ".join(u.__name__ for u in environment.user_classes))
 
 
-def plan_for(environment, target: str, builder=build_plan) -> Plan:
-    """The process-wide Plan for `target` made by `builder` (build_plan for gRPC, build_rest_plan for REST),
-    discovered on first use. Raises what the builder raises."""
+def plan_for(environment, target: str, protocol: str = "tfserving_grpc") -> Plan:
+    """The process-wide Plan of `protocol` (a PROTOCOL_USERS key) for `target`, discovered on first use.
+
+    Raises what build_plan / build_v2_plan / build_rest_plan raise.
+    """
     options = environment.parsed_options
-    key = (builder.__name__, target, options.models, options.rows, options.signature, options.variant,
-           options.metadata_ratio)  # fmt: skip
+    key = (protocol, target, options.models, options.rows, options.signature, options.variant, options.metadata_ratio)
     with _PLAN_LOCK:
         if key not in _PLANS:
             started = time.monotonic()
-            _PLANS[key] = builder(
-                target, parse_csv(options.models), parse_rows(options.rows), signature=options.signature,
-                variant=options.variant, metadata_ratio=options.metadata_ratio,
-            )
+            models, rows = parse_csv(options.models), parse_rows(options.rows)
+            common = {"variant": options.variant, "metadata_ratio": options.metadata_ratio}
+            if protocol == "v2_grpc":
+                _PLANS[key] = build_v2_plan(target, models, rows, **common)
+            else:
+                builder = build_rest_plan if protocol == "tfserving_rest" else build_plan
+                _PLANS[key] = builder(target, models, rows, signature=options.signature, **common)
             names = ", ".join(s.name for s in _PLANS[key].predicts + _PLANS[key].metadata)
             LOG.info("load plan (discovered in %.2f s): %s", time.monotonic() - started, names)
         return _PLANS[key]
 
 
 class BatchwiseUser(GrpcUser):
-    """Sends the plan's pre-serialized requests through the intercepted channel; failures are recorded, not raised."""
+    """Sends the plan's pre-serialized requests through the intercepted channel; failures are recorded, not raised.
+
+    TF Serving's API; subclasses set `protocol` to send another door's plan.
+    """
+
+    protocol = "tfserving_grpc"
 
     def wait_time(self) -> float:
         return self.environment.parsed_options.think_time_ms / 1000
 
     def on_start(self) -> None:
-        plan = _plan_or_quit(self.environment, self.target, build_plan, "grpc")
+        plan = _plan_or_quit(self.environment, self.target, self.protocol, "grpc")
         if plan is None:
             return
         self.timeout_s = self.environment.parsed_options.request_timeout_s
@@ -129,6 +142,12 @@ class BatchwiseUser(GrpcUser):
         call, metadata = self.calls[scenario]
         with contextlib.suppress(grpc.RpcError):  # the interceptor has recorded the failure
             call(scenario.payload, timeout=self.timeout_s, metadata=metadata)
+
+
+class V2GrpcUser(BatchwiseUser):
+    """The same load through the Open Inference Protocol (v2) door: ModelInfer (raw contents) and ModelMetadata."""
+
+    protocol = "v2_grpc"
 
 
 class RestUser(FastHttpUser):
@@ -148,7 +167,7 @@ class RestUser(FastHttpUser):
         return self.environment.parsed_options.think_time_ms / 1000
 
     def on_start(self) -> None:
-        self.plan = _plan_or_quit(self.environment, self.host, build_rest_plan, "REST")
+        self.plan = _plan_or_quit(self.environment, self.host, "tfserving_rest", "REST")
         self.rng = random.Random()
 
     @task
@@ -160,10 +179,10 @@ class RestUser(FastHttpUser):
                             name=scenario.name)  # fmt: skip
 
 
-def _plan_or_quit(environment, target: str, builder, request_type: str) -> Plan | None:
+def _plan_or_quit(environment, target: str, protocol: str, request_type: str) -> Plan | None:
     """The plan, or None after recording the discovery failure and stopping the run."""
     try:
-        return plan_for(environment, target, builder)
+        return plan_for(environment, target, protocol)
     except Exception as exc:
         LOG.error("cannot plan the load test against %s: %s", target, exc)
         environment.events.request.fire(

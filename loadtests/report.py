@@ -155,6 +155,10 @@ def ratios(result: dict, settings: Settings) -> dict:
             {**refused, "throughput_rps": refused["refused_rps"]})
     if "peer" in result:
         figures.update(peer_ratios(result["peer"]))
+    if "protocols" in result:
+        from loadtests.bench_protocols import ratios as protocol_ratios  # (it imports bench, which imports us)
+
+        figures.update(protocol_ratios(result["protocols"]))
     figures.update(variant_ratios(result["variants"]["rows"], ""))
     if "digits" in result:
         figures.update(variant_ratios(result["digits"]["rows"], "digits_"))
@@ -275,6 +279,10 @@ def render(result: dict) -> str:
     parts.append(render_overload(result["overload"]))
     if "peer" in result:
         parts.append(render_peer(result["peer"]))
+    if "protocols" in result:
+        from loadtests.bench_protocols import render as render_protocols
+
+        parts.append(render_protocols(result["protocols"]))
     parts.append(render_ratios(result["ratios"], result.get("metrics", {})))
     return "\n\n".join(parts)
 

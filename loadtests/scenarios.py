@@ -1,7 +1,9 @@
 """Load-test scenarios: discover each model's signature with GetModelMetadata, then pre-serialize its requests.
 
 A Scenario is one named request whose bytes are built once: Predict at each row count for each model, and
-GetModelMetadata for each model. Input names, dtypes and shapes come from the served signature, so any model
+GetModelMetadata for each model (`build_plan`); or the same through the v2 protocol's door, ModelInfer with
+raw_input_contents (as tritonclient sends it) and ModelMetadata, discovered with v2 ModelMetadata (`build_v2_plan`).
+Input names, dtypes and shapes come from the served signature, so any model
 works without hard-coded shapes (iris: features[N,4], digits: pixels[N,8,8,1], ...). Input values are
 random in [0, 1) (integers 0..9, strings b"batchwise"): the compute cost of these models does not depend on them.
 """
@@ -12,14 +14,19 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
-from service.api import get_model_metadata_pb2, predict_pb2
+from service import datatypes
+from service.api import get_model_metadata_pb2, grpc_service_pb2, grpc_service_pb2_grpc, predict_pb2
 from service.client import DEFAULT_SIGNATURE, VARIANT_HEADER, BatchwiseClient, fill_model_spec
 from service.rpc.codec import numpy_dtype, to_tensor_proto
+from service.rpc.v2.codec import raw_bytes
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MODEL_METADATA = "/inference.GRPCInferenceService/ModelMetadata"
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,43 @@ def build_plan(
             predicts.append(Scenario(f"Predict {model} rows={count}", PREDICT, payload, predict_metadata))
         metadata.append(Scenario(f"GetModelMetadata {model}", GET_MODEL_METADATA, metadata_payload(model)))
     return Plan(tuple(predicts), tuple(metadata), metadata_ratio)
+
+
+def discover_v2_inputs(target: str, model: str, timeout_s: float = 10.0) -> list[InputSpec]:
+    """The inputs of `model` as the v2 door's ModelMetadata describes them. Raises grpc.RpcError if the call fails."""
+    with grpc.insecure_channel(target) as channel:
+        stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        metadata = stub.ModelMetadata(grpc_service_pb2.ModelMetadataRequest(name=model), timeout=timeout_s)
+    return [InputSpec(t.name, datatypes.from_v2(t.datatype).numpy, tuple(t.shape)) for t in metadata.inputs]
+
+
+def v2_infer_payload(model: str, inputs: Sequence[InputSpec], rows: int, seed: int = 0) -> bytes:
+    """A serialized ModelInferRequest for `model` with `rows` rows in every input, sent as raw_input_contents."""
+    rng = np.random.default_rng(seed)
+    request = grpc_service_pb2.ModelInferRequest(model_name=model)
+    for spec in inputs:
+        array = sample_array(spec, rows, rng)
+        row = datatypes.of_numpy(array.dtype)
+        request.inputs.add(name=spec.name, datatype=row.v2, shape=array.shape)
+        request.raw_input_contents.append(raw_bytes(array, row))
+    return request.SerializeToString()
+
+
+def build_v2_plan(
+    target: str, models: Sequence[str], rows: Sequence[int], *, variant: str = "", metadata_ratio: float = 0.1,
+    seed: int = 0,
+) -> Plan:
+    """build_plan's twin for the v2 door: ModelInfer per model and row count, and ModelMetadata per model."""
+    infer_metadata = ((VARIANT_HEADER, variant),) if variant else ()
+    infers, metadata = [], []
+    for model in models:
+        inputs = discover_v2_inputs(target, model)
+        for count in rows:
+            payload = v2_infer_payload(model, inputs, count, seed)
+            infers.append(Scenario(f"ModelInfer {model} rows={count}", MODEL_INFER, payload, infer_metadata))
+        payload = grpc_service_pb2.ModelMetadataRequest(name=model).SerializeToString()
+        metadata.append(Scenario(f"ModelMetadata {model}", MODEL_METADATA, payload))
+    return Plan(tuple(infers), tuple(metadata), metadata_ratio)
 
 
 def parse_csv(text: str) -> list[str]:

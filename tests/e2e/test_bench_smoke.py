@@ -36,6 +36,10 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert result["metrics"]["hot_path"]["total_us"] > 0
     assert len(result["metrics"]["on"]) == len(result["metrics"]["off"]) == 2  # ABBA
     assert "peer" not in result  # --quick leaves MLServer out (its venv is a TensorFlow install)
+    protocols = result["protocols"]["points"]  # the doors, ABBA: one round with --quick
+    assert {door: len(points) for door, points in protocols.items()} == {"tfserving_grpc": 2, "v2_grpc": 2}
+    assert all(p["ok"] > 0 and not p["errors"] for points in protocols.values() for p in points)
+    assert result["ratios"]["v2_grpc_over_tfserving_grpc_64"]["target"] == 0.9
     assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
     assert "Ratios and targets" in proc.stdout
     rest = result["rest"]  # the REST section (loadtests/bench_rest.py): h2load points and the HTTP idle pairs

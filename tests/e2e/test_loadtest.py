@@ -37,7 +37,8 @@ def test_smoke_run_starts_a_server_and_passes(model_repo, tmp_path):
     assert done.returncode == 0, log_lines(done)
     stats = read_stats(tmp_path)
     rest = ("REST predict mlp rows=1", "REST predict strings rows=3", "REST metadata mlp")
-    for name in ("Predict mlp rows=1", "Predict mlp rows=3", "Predict strings rows=3", "GetModelMetadata mlp", *rest):
+    for name in ("Predict mlp rows=1", "Predict mlp rows=3", "Predict strings rows=3", "GetModelMetadata mlp",
+                 "ModelInfer mlp rows=1", "ModelInfer strings rows=3", "ModelMetadata mlp", *rest):  # all users ran
         assert int(stats[name]["Request Count"]) > 0, name
     assert stats["Aggregated"]["Failure Count"] == "0"
     assert (tmp_path / "loadtest.html").stat().st_size > 0

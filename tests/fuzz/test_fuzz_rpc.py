@@ -1,4 +1,4 @@
-"""Property-based fuzzing of Predict, GetModelMetadata and GetModelStatus over real gRPC.
+"""Property-based fuzzing of Predict, GetModelMetadata, GetModelStatus and the v2 door over real gRPC.
 
 Invariants, for every request hypothesis draws (valid, mutated, hostile, unknown fields, corrupt bytes):
   - the reply is OK or a client-error status from README's table: never INTERNAL or UNKNOWN,
@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 
 from service.api import predict_pb2
 from service.rpc.status import MAX_DETAILS_CHARS
-from tests.support import fuzz
+from tests.support import fuzz, fuzz_v2
 from tests.support.memory import MIB
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+V2 = "/inference.GRPCInferenceService/"
 OK = grpc.StatusCode.OK
 CLIENT_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -160,3 +161,40 @@ def test_regression_unparseable_message_is_invalid_argument_not_unknown(fuzz_tar
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert "does not parse" in details
     fuzz_target.assert_alive()
+
+
+def test_v2_infer_survives_hostile_requests(fuzz_target):
+    @FUZZ
+    @given(st.one_of(fuzz_v2.valid_infers(), fuzz_v2.mutated_infers(), fuzz_v2.hostile_infers()), VARIANTS)
+    def run(case, variant):
+        request, valid = case
+        metadata = [("x-batchwise-variant", variant)] if variant is not None else []
+        valid = valid and variant in (None, "", "savedmodel")
+        check(fuzz_target, V2 + "ModelInfer", request.SerializeToString(), valid, metadata)
+
+    run_with_memory_bound(fuzz_target, run)
+
+
+def test_v2_metadata_and_readiness_survive_hostile_requests(fuzz_target):
+    @FUZZ
+    @given(fuzz_v2.metadata_and_ready_requests())
+    def run(case):
+        method, request, valid = case
+        check(fuzz_target, V2 + method, request.SerializeToString(), valid)
+
+    run_with_memory_bound(fuzz_target, run)
+
+
+@st.composite
+def corrupt_v2_messages(draw):
+    request, _ = draw(fuzz_v2.valid_infers())
+    return draw(fuzz.corrupt_bytes(request.SerializeToString()))
+
+
+def test_corrupt_v2_messages_get_client_errors(fuzz_target):
+    @FUZZ
+    @given(corrupt_v2_messages())
+    def run(payload):
+        check(fuzz_target, V2 + "ModelInfer", payload, valid=False)
+
+    run_with_memory_bound(fuzz_target, run)
