@@ -32,7 +32,7 @@ def read_stats(report_dir: Path) -> dict[str, dict[str, str]]:
 def test_smoke_run_starts_a_server_and_passes(model_repo, tmp_path):
     done = run_loadtest(
         "--repository", str(model_repo), "--report-dir", str(tmp_path),
-        "--models", "mlp,strings", "--rows", "1,3", "--metadata-ratio", "0.2", "--users", "4",  # 2 gRPC, 2 REST
+        "--models", "mlp,strings", "--rows", "1,3", "--metadata-ratio", "0.2", "--users", "6",  # 2 per protocol
     )
     assert done.returncode == 0, log_lines(done)
     stats = read_stats(tmp_path)

@@ -8,7 +8,10 @@ refusing plaintext.
 
 from __future__ import annotations
 
+import ssl
 import threading
+import urllib.error
+import urllib.request
 
 import grpc
 import numpy as np
@@ -124,3 +127,16 @@ def test_probe_port_reports_not_serving_through_the_drain(repo, pki):
         reader.join(15)
     assert not reader.is_alive()
     assert seen == [SERVING, NOT_SERVING]
+
+
+def test_https_readiness_probe_works_with_tls_but_not_mtls(secure_server, request):
+    """The documented alternative, as kubelet's HTTPS probe does it: no certificate check, no client certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    url = f"https://127.0.0.1:{secure_server.server.http_port}/v2/health/ready"
+    if request.node.callspec.params["secure_server"] == "tls":
+        with urllib.request.urlopen(url, context=context, timeout=10) as reply:
+            assert reply.status == 200
+    else:
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, context=context, timeout=10).close()
