@@ -286,7 +286,8 @@ def decode_outputs(reply: object, outputs_spec: Mapping[str, dict]) -> dict[str,
 
 def _to_array(value: object, dtype: np.dtype | None) -> np.ndarray:
     if dtype is not None and dtype.kind == "O":
-        return np.frompyfunc(_string_value, 1, 1)(np.array(value, dtype=object))
+        decoded = np.frompyfunc(_string_value, 1, 1)(np.array(value, dtype=object))
+        return decoded if isinstance(decoded, np.ndarray) else np.array(decoded, dtype=object)  # a scalar
     return np.array(value, dtype=dtype)
 
 
