@@ -13,6 +13,7 @@ Phases (every server in its own process, the load generator in another):
      SavedModel, one MLServer per parallel_workers value (default 0 and 1), points interleaved with
      our batched server at 1, 8, 32 and 64 clients; the targets are read against MLServer's best.
   8. protocols: v2 gRPC ModelInfer vs TF Serving gRPC Predict on the batched server at 64 clients (bench_protocols.py).
+  9. REST (bench_rest.py, servers of its own): TF Serving JSON vs MLServer's v2 REST, gRPC with HTTP idle vs off.
 Writes loadtests/results/<date>-<machine>.json and .png (a later run that day adds -<HHMM>),
 and prints the tables and ratios.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.card import load_card
-from loadtests import bench_policy, bench_protocols, loadgen, payloads, plot, report, servers
+from loadtests import bench_policy, bench_protocols, bench_rest, loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-rounds", type=int, default=3,
                         help="extra interleaved pairs at 64 clients after the peer sweep (ABBA order with it)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
+    parser.add_argument("--rest", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the REST section (loadtests/bench_rest.py: REST vs MLServer, HTTP idle on/off)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
     parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
@@ -375,6 +378,9 @@ class Bench:
         self.result["load_average_end"] = list(os.getloadavg())
         self.result["settings"] = report.run_settings(self.args)
         self.result["ratios"] = report.ratios(self.result, report.server_settings(self.args.server_arg))
+        if self.args.rest:  # last, on fresh servers of its own (issue 18's REST and HTTP-idle points)
+            self.result["rest"] = bench_rest.RestBench(self.args, self.work, self.log).run(version_dir)
+            self.result["ratios"].update(self.result["rest"]["ratios"])
         return self.result
 
 
@@ -399,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(result, indent=1) + "\n")
     if "sweep" in result:
         print(report.render(result))
-    print(bench_policy.render(result["policy"]))
+    if "policy" in result:
+        print(bench_policy.render(result["policy"]))
+    if "rest" in result:
+        print("\n" + bench_rest.render(result["rest"]))
     if not args.no_plot and "sweep" in result:
         plot.plot(result, args.results_dir / f"{stem}.png")
     print(f"\nresults: {json_path}")

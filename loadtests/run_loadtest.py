@@ -4,8 +4,9 @@
         [--report-dir loadtests/reports] [--server-arg=--batching.max-batch-size=32 ...] [LOCUST OPTIONS ...]
 
 Any option this script does not know goes to locust and the locustfile (--models, --rows, --variant,
---metadata-ratio, --max-failure-ratio, --max-p95-ms, --max-p99-ms, --min-rps, ...). Without --host the server
-is started on 127.0.0.1 on a free port and stopped afterwards, so load only goes to loopback or the given host.
+--metadata-ratio, --protocols, --rest-host, --max-failure-ratio, --max-p95-ms, --max-p99-ms, --min-rps, ...).
+Without --host the server is started on 127.0.0.1 on free gRPC and HTTP ports and stopped afterwards, so load
+only goes to loopback or the given host; its users are split between gRPC and TF Serving REST (--protocols).
 Exit status: locust's (0 when every threshold held, 1 when one failed), 2 when the setup failed.
 """
 
@@ -92,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.repository} holds no model version: run `make demo-models` first", file=sys.stderr)
             return SETUP_FAILED
         server_log = args.report_dir / f"{args.report_name}_server.log"
+        http_port = free_port()
         server_args = ["--repository.path", str(args.repository), "--server.host", "127.0.0.1",
-                       "--metrics.port", str(free_port()), *args.server_arg]
+                       "--metrics.port", str(free_port()), "--http.host", "127.0.0.1", "--http.port", str(http_port),
+                       *args.server_arg]
+        if not any(a.startswith("--rest-host") for a in locust_args):
+            locust_args = [*locust_args, "--rest-host", f"http://127.0.0.1:{http_port}"]
         with start_server(server_args, log_path=server_log) as server:
             try:
                 server.wait_serving(args.ready_timeout_s)

@@ -45,6 +45,7 @@ from service.rpc.auth import TokenAuthInterceptor, load_tokens
 from service.rpc.drain import CallTracker
 from service.rpc.handlers import MalformedRequestInterceptor
 from service.rpc.health import HealthServicer
+from service.rpc.health_listener import build_health_server
 from service.rpc.interceptors import ObservabilityInterceptor
 from service.rpc.model_servicer import ModelServicer
 from service.rpc.options import grpc_server_options
@@ -84,6 +85,7 @@ class BatchwiseServer:
         self.port: int | None = None
         self.metrics_port: int | None = None
         self.http_port: int | None = None  # None while the HTTP port is off (settings.http.enabled)
+        self.health_port: int | None = None  # the plaintext health-only port, when server.health_port is set
         self.health = HealthServicer()
         self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
@@ -94,6 +96,7 @@ class BatchwiseServer:
         self.calls = CallTracker()
         self._server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._poller: asyncio.Task | None = None
         self._stopping = False
 
@@ -113,6 +116,7 @@ class BatchwiseServer:
         if self.settings.http.enabled:
             self._http = self._build_http_server()
             self.http_port = await self._http.start()
+        await self._start_health_listener()
         await self.manager.reconcile(wait=True)
         settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
         await self._refresh_health()
@@ -135,6 +139,8 @@ class BatchwiseServer:
         closing = [self._server.stop(remaining_s)] if self._server is not None else []
         closing += [self._http.stop(remaining_s)] if self._http is not None else []
         await asyncio.gather(*closing)
+        if self._health_server is not None:  # after the drain: probes saw NOT_SERVING throughout it
+            await self._health_server.stop(0)
         await self.manager.stop()
         if self._endpoint is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._endpoint.stop)
@@ -152,6 +158,15 @@ class BatchwiseServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+    async def _start_health_listener(self) -> None:
+        """Serve grpc.health.v1 alone in plaintext on server.health_port, if set (probes with TLS on)."""
+        cfg = self.settings.server
+        if cfg.health_port is None:
+            return
+        self._health_server, self.health_port = build_health_server(self.health, cfg.host, cfg.health_port)
+        await self._health_server.start()
+        log.info("plaintext health-only gRPC listener on %s:%s", cfg.host, self.health_port)
 
     def _build_grpc_server(self) -> grpc.aio.Server:
         cfg = self.settings.server

@@ -12,17 +12,21 @@ import numpy as np
 
 from service.client import DEFAULT_TARGET, BatchwiseClient, ClientError, Prediction
 from service.errors import InvalidArgument, ServingError
+from service.rest_client import DEFAULT_REST_TARGET, RestClient, is_rest_target
 
 NPY_SUFFIX = ".npy"
 DESCRIPTION = (
-    "Talk to a Batchwise (or TensorFlow Serving) gRPC server. Prints one line of JSON on stdout;\n"
-    "on failure prints `error: <GRPC_CODE>: <message>` on stderr and exits 1."
+    "Talk to a Batchwise (or TensorFlow Serving) server over gRPC, or over TF Serving's REST API with\n"
+    "--rest or an http(s):// target. Prints one line of JSON on stdout; on failure prints\n"
+    "`error: <GRPC_CODE>: <message>` on stderr (HTTP statuses as their gRPC names) and exits 1."
 )
 EXAMPLES = """examples:
   batchwise-client predict --model digits --input 'pixels=[[0.0, 1.0]]'
   batchwise-client predict --model digits --input pixels=batch.npy --output-filter probabilities
   batchwise-client metadata --model digits --version 3
   batchwise-client status --model digits --target 10.0.0.5:8500 --ca-cert ca.pem --token-file token.txt
+  batchwise-client predict --rest --model digits --input 'pixels=[[0.0, 1.0]]'
+  batchwise-client metadata --model digits --target https://10.0.0.5:8501 --ca-cert ca.pem
 """
 
 
@@ -30,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: predict, metadata and status, each with the connection and model options."""
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("connection")
-    group.add_argument("--target", default=DEFAULT_TARGET, help="server host:port (default %(default)s)")
+    group.add_argument(
+        "--target", help=f"server host:port (default {DEFAULT_TARGET}), or http[s]://host:port for REST"
+    )
+    group.add_argument(
+        "--rest", action="store_true", help=f"use TF Serving's REST API (default target {DEFAULT_REST_TARGET})"
+    )
     group.add_argument("--timeout-s", type=_positive_float, default=10.0, help="per-call deadline (default 10)")
     group.add_argument("--token", help="bearer token, sent as `authorization: Bearer TOKEN`")
     group.add_argument("--token-file", type=Path, help="read the bearer token from this file (keeps it out of ps)")
@@ -91,7 +100,7 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_predict(client: BatchwiseClient, args: argparse.Namespace) -> dict:
+def run_predict(client: BatchwiseClient | RestClient, args: argparse.Namespace) -> dict:
     """The predict command: load the inputs, cast the JSON ones to the signature's dtypes, call, format."""
     inputs, from_json = load_inputs(args.input, args.json_file)
     if from_json:
@@ -105,11 +114,11 @@ def run_predict(client: BatchwiseClient, args: argparse.Namespace) -> dict:
     return prediction_json(result)
 
 
-def run_metadata(client: BatchwiseClient, args: argparse.Namespace) -> dict:
+def run_metadata(client: BatchwiseClient | RestClient, args: argparse.Namespace) -> dict:
     return client.metadata(args.model, version=args.version, label=args.label)
 
 
-def run_status(client: BatchwiseClient, args: argparse.Namespace) -> dict:
+def run_status(client: BatchwiseClient | RestClient, args: argparse.Namespace) -> dict:
     return {"model": args.model, **client.status(args.model, version=args.version)}
 
 
@@ -208,12 +217,16 @@ def _dtype_name(dtype: np.dtype) -> str:
     return "string" if dtype.kind == "O" else dtype.name
 
 
-def _connect(args: argparse.Namespace) -> BatchwiseClient:
+def _connect(args: argparse.Namespace) -> BatchwiseClient | RestClient:
+    """A REST client for --rest or an http(s):// target, else a gRPC client."""
     token = args.token
     if args.token_file is not None:
         token = _read_text(args.token_file).strip()
-    return BatchwiseClient(
-        args.target, timeout_s=args.timeout_s, token=token, ca_cert=args.ca_cert,
+    rest = args.rest or (args.target is not None and is_rest_target(args.target))
+    target = args.target or (DEFAULT_REST_TARGET if rest else DEFAULT_TARGET)
+    client_type = RestClient if rest else BatchwiseClient
+    return client_type(
+        target, timeout_s=args.timeout_s, token=token, ca_cert=args.ca_cert,
         client_cert=args.client_cert, client_key=args.client_key, tls_server_name=args.tls_server_name,
     )
 

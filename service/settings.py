@@ -61,6 +61,16 @@ class ServerSettings(BaseModel):
         512, ge=2, description="calls gRPC has received but not yet handed to us; past half of it new calls are "
         "cancelled at random, past it all are (CANCELLED): bounds the queue in front of the event loop"
     )
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="also serve grpc.health.v1 (only) in plaintext on this port, for "
+        "Kubernetes' native gRPC probes when TLS/mTLS is on; none by default (0 picks a free one)"
+    )
+
+    @model_validator(mode="after")
+    def _health_port_is_its_own(self) -> ServerSettings:
+        if self.health_port and self.health_port == self.port:
+            raise ValueError(f"server.health_port {self.health_port} must differ from server.port")
+        return self
 
 
 class HttpSettings(BaseModel):

@@ -33,6 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     BATCHWISE_SERVER__HOST=0.0.0.0 \
     BATCHWISE_SERVER__PORT=8500 \
+    BATCHWISE_HTTP__HOST=0.0.0.0 \
+    BATCHWISE_HTTP__PORT=8501 \
     BATCHWISE_METRICS__HOST=0.0.0.0 \
     BATCHWISE_METRICS__PORT=8502 \
     BATCHWISE_REPOSITORY__PATH=/models \
@@ -47,7 +49,7 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/models"]
-EXPOSE 8500 8502
+EXPOSE 8500 8501 8502
 # Model load and warm-up happen before the health service reports SERVING: allow for it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-m", "service.healthcheck", "--target", "127.0.0.1:8500", "--timeout-s", "4"]

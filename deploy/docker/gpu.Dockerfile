@@ -28,6 +28,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     TF_CPP_MIN_LOG_LEVEL=1 \
     BATCHWISE_SERVER__HOST=0.0.0.0 \
     BATCHWISE_SERVER__PORT=8500 \
+    BATCHWISE_HTTP__HOST=0.0.0.0 \
+    BATCHWISE_HTTP__PORT=8501 \
     BATCHWISE_METRICS__HOST=0.0.0.0 \
     BATCHWISE_METRICS__PORT=8502 \
     BATCHWISE_REPOSITORY__PATH=/models \
@@ -48,7 +50,7 @@ RUN groupadd --system --gid 10001 batchwise \
 USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/models"]
-EXPOSE 8500 8502
+EXPOSE 8500 8501 8502
 # SavedModel load and GPU warm-up (kernel autotuning) can take a while before SERVING.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-m", "service.healthcheck", "--target", "127.0.0.1:8500", "--timeout-s", "4"]

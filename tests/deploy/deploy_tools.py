@@ -15,8 +15,10 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DOCKER = DEPLOY / "docker"
 # Every directory that `kubectl apply -k` may be pointed at (components are rendered through an overlay).
-KUSTOMIZATIONS = ("overlays/gpu", "overlays/cpu", "overlays/gpu-custom-metrics", "storage", "training")
-SERVER_OVERLAYS = ("overlays/gpu", "overlays/cpu", "overlays/gpu-custom-metrics")
+KUSTOMIZATIONS = (
+    "overlays/gpu", "overlays/cpu", "overlays/gpu-custom-metrics", "overlays/cpu-mtls", "storage", "training"
+)
+SERVER_OVERLAYS = ("overlays/gpu", "overlays/cpu", "overlays/gpu-custom-metrics", "overlays/cpu-mtls")
 # The oldest Kubernetes we support (everything we use - native gRPC probes, Indexed Jobs, PDB
 # unhealthyPodEvictionPolicy - is in its schema) and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.29", "1.37")

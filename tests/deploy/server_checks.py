@@ -160,24 +160,62 @@ def port_problems(settings: Settings, container: dict) -> list[str]:
     """Container ports and probes must be the ports the server really binds, on a reachable host."""
     ports = _ports(container)
     problems = []
-    for label, host, port in (
+    listeners = [
         ("server", settings.server.host, settings.server.port),
         ("metrics", settings.metrics.host, settings.metrics.port),
-    ):
+    ]
+    if settings.http.enabled:
+        listeners.append(("http", settings.http.host, settings.http.port))
+    for label, host, port in listeners:
         if host in LOOPBACK_HOSTS:
             problems.append(f"{label}.host is {host}: kubelet probes and scrapes reach the pod IP, not loopback")
         if port not in ports.values():
             problems.append(f"{label}.port {port} is not a containerPort (have {sorted(ports.values())})")
+    return problems + probe_problems(settings, container)
+
+
+def probe_problems(settings: Settings, container: dict) -> list[str]:
+    """Native gRPC probes on the port that answers plaintext health: server.port, or with TLS on the
+    plaintext health-only server.health_port (kubelet's gRPC probes cannot do TLS)."""
+    ports = _ports(container)
+    server, tls_on = settings.server, settings.security.tls_cert_file is not None
+    probe_port = server.health_port if server.health_port is not None else server.port
+    problems = []
+    if server.health_port is not None and server.health_port not in ports.values():
+        problems.append(f"server.health_port {server.health_port} is not a containerPort")
+    if tls_on and server.health_port is None:
+        problems.append("TLS is on but server.health_port is unset: kubelet's plaintext gRPC probes cannot connect")
     for probe_name in PROBES:
         probe = container.get(probe_name)
         if probe is None:
             problems.append(f"{probe_name} is missing")
+        elif probe_name == "readinessProbe" and "httpGet" in probe:
+            problems += http_readiness_problems(settings, probe["httpGet"], ports)
         elif "grpc" not in probe:
             problems.append(f"{probe_name} is not a native gRPC probe")
-        elif probe["grpc"]["port"] != settings.server.port or probe["grpc"]["port"] not in ports.values():
-            problems.append(
-                f"{probe_name} port {probe['grpc']['port']} != gRPC port {settings.server.port} / containerPorts"
-            )
+        elif probe["grpc"]["port"] != probe_port or probe["grpc"]["port"] not in ports.values():
+            what = "plaintext health port" if server.health_port is not None else "gRPC port"
+            problems.append(f"{probe_name} port {probe['grpc']['port']} != {what} {probe_port} / containerPorts")
+    return problems
+
+
+def http_readiness_problems(settings: Settings, http_get: dict, ports: dict[str, int]) -> list[str]:
+    """The documented alternative readiness probe: GET /v2/health/ready on the HTTP port (token-free there).
+
+    Kubelet's HTTPS probes do not verify the certificate but present none either, so they cannot pass mTLS.
+    """
+    port = http_get.get("port")
+    port = ports.get(port, port) if isinstance(port, str) else port
+    security = settings.security
+    problems = []
+    if not settings.http.enabled or port != settings.http.port:
+        problems.append(f"readinessProbe httpGet port {http_get.get('port')} is not the HTTP port {settings.http.port}")
+    if http_get.get("path") != "/v2/health/ready":
+        problems.append(f"readinessProbe httpGet path {http_get.get('path')!r} is not '/v2/health/ready'")
+    if (http_get.get("scheme", "HTTP") == "HTTPS") != (security.tls_cert_file is not None):
+        problems.append("readinessProbe httpGet scheme must be HTTPS exactly when TLS is on")
+    if security.tls_client_ca_file is not None:
+        problems.append("readinessProbe httpGet cannot pass mTLS (kubelet has no client certificate)")
     return problems
 
 

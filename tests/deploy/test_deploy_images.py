@@ -102,8 +102,8 @@ def test_server_image_command_env_and_ports_match_our_cli(image: str) -> None:
     assert [p for name in env for p in env_name_problems(name)] == []
     settings = _load_with_env(cmd, env)
     exposed = {int(port) for rest in stage.args("EXPOSE") for port in rest.split()}
-    assert {settings.server.port, settings.metrics.port} <= exposed
-    assert settings.server.host == settings.metrics.host == "0.0.0.0"
+    assert {settings.server.port, settings.metrics.port, settings.http.port} <= exposed
+    assert settings.server.host == settings.metrics.host == settings.http.host == "0.0.0.0"
     assert [str(settings.repository.path)] == [v.strip('[]" ') for v in stage.args("VOLUME")]
 
 

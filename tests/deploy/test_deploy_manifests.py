@@ -174,6 +174,8 @@ BREAKAGES = {
     "service-target-port": (
         lambda d: _kind(d, "Service")["spec"]["ports"][0].update(targetPort="grpc-web"), "targetPort 'grpc-web'"),
     "metrics-container-port": (lambda d: _port(d, "metrics").update(containerPort=9090), "metrics.port 8502"),
+    "http-container-port": (lambda d: _port(d, "http").update(containerPort=8080), "http.port 8501"),
+    "http-binds-loopback": (lambda d: _set_env(d, "BATCHWISE_HTTP__HOST", "127.0.0.1"), "http.host is 127.0.0.1"),
     "grace-too-short": (
         lambda d: _deployment(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=25),
         "terminationGracePeriodSeconds 25"),
@@ -219,3 +221,92 @@ def test_cross_check_catches_a_broken_training_job(breaker: collections.abc.Call
     breaker(_kind(docs, "Job"))
     problems = manifest_problems(docs)
     assert any(expected in p for p in problems), problems
+
+
+# ---- TLS: probes on the plaintext health-only port ----
+
+
+def test_mtls_overlay_probes_the_plaintext_health_port() -> None:
+    docs = render("overlays/cpu-mtls")
+    server, settings = _server(docs), _settings(docs)
+    assert settings.security.tls_cert_file is not None and settings.security.tls_client_ca_file is not None
+    assert settings.server.health_port == _port(docs, "health")["containerPort"] != settings.server.port
+    assert {server[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {
+        settings.server.health_port
+    }
+    assert settings.server.health_port not in {p["port"] for p in _kind(docs, "Service")["spec"]["ports"]}
+    mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
+    volumes = {v["name"]: v for v in _deployment(docs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts[str(settings.security.tls_cert_file.parent)]]["secret"]["secretName"] == "batchwise-tls"
+
+
+def test_plain_overlays_serve_rest_and_keep_probes_on_grpc() -> None:
+    for overlay in ("overlays/gpu", "overlays/cpu"):
+        docs = render(overlay)
+        assert _port(docs, "http")["containerPort"] == 8501
+        assert "http" in {p["targetPort"] for p in _kind(docs, "Service")["spec"]["ports"]}
+        assert _settings(docs).server.health_port is None
+        assert _server(docs)["readinessProbe"]["grpc"]["port"] == 8500
+
+
+def _drop_env(docs: list[dict], name: str) -> None:
+    _server(docs)["env"] = [v for v in _server(docs)["env"] if v["name"] != name]
+
+
+TLS_BREAKAGES = {
+    "tls-probe-on-api-port": (
+        "overlays/cpu-mtls", lambda d: _server(d)["readinessProbe"]["grpc"].update(port=8500),
+        "readinessProbe port 8500 != plaintext health port 8503"),
+    "tls-without-health-port": (
+        "overlays/cpu-mtls", lambda d: _drop_env(d, "BATCHWISE_SERVER__HEALTH_PORT"), "health_port is unset"),
+    "tls-on-plain-overlay": (
+        "overlays/gpu", lambda d: (_set_env(d, "BATCHWISE_SECURITY__TLS_CERT_FILE", "/t/c.pem"),
+                                   _set_env(d, "BATCHWISE_SECURITY__TLS_KEY_FILE", "/t/k.pem")),
+        "kubelet's plaintext gRPC probes cannot connect"),
+    "health-port-not-a-container-port": (
+        "overlays/cpu-mtls", lambda d: _port(d, "health").update(containerPort=9503),
+        "server.health_port 8503 is not a containerPort"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("breakage", TLS_BREAKAGES)
+def test_cross_check_catches_probes_that_cannot_reach_a_tls_server(breakage: str) -> None:
+    overlay, breaker, expected = TLS_BREAKAGES[breakage]
+    docs = render(overlay)
+    breaker(docs)
+    problems = manifest_problems(docs)
+    assert any(expected in p for p in problems), problems
+
+
+HTTP_READINESS = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
+
+
+def test_documented_http_readiness_probe_passes_the_cross_checks() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    assert "path: /v2/health/ready" in readme and "port: http" in readme
+    docs = render("overlays/cpu")
+    _server(docs)["readinessProbe"] = HTTP_READINESS
+    assert manifest_problems(docs) == []
+
+
+@pytest.mark.parametrize(
+    ("breaker", "expected"),
+    [
+        pytest.param(lambda p: p["httpGet"].update(port=8502), "not the HTTP port 8501", id="metrics-port"),
+        pytest.param(lambda p: p["httpGet"].update(path="/v1/models/m"), "is not '/v2/health/ready'", id="path"),
+        pytest.param(lambda p: p["httpGet"].update(scheme="HTTPS"), "HTTPS exactly when TLS is on", id="scheme"),
+    ],
+)
+def test_cross_check_catches_a_broken_http_readiness_probe(breaker, expected) -> None:
+    docs = render("overlays/cpu")
+    probe = {**HTTP_READINESS, "httpGet": dict(HTTP_READINESS["httpGet"])}
+    breaker(probe)
+    _server(docs)["readinessProbe"] = probe
+    problems = manifest_problems(docs)
+    assert any(expected in p for p in problems), problems
+
+
+def test_http_readiness_cannot_pass_mtls() -> None:
+    docs = render("overlays/cpu-mtls")
+    _server(docs)["readinessProbe"] = {"httpGet": {**HTTP_READINESS["httpGet"], "scheme": "HTTPS"}}
+    assert any("cannot pass mTLS" in p for p in manifest_problems(docs))

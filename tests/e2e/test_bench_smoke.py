@@ -47,3 +47,9 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert set(policy["slo"]) == {"10", "50"} and all(len(s["step"]) == 3 for s in policy["slo"].values())
     assert all("holds" in row and "target" in row for row in policy["ratios"])
     assert "Batching policy (issue 19)" in proc.stdout
+    rest = result["rest"]  # the REST section (loadtests/bench_rest.py): h2load points and the HTTP idle pairs
+    assert [p["concurrency"] for p in rest["rest"]["batchwise"]] == [1, 64]
+    assert all(p["ok"] > 0 and not p["errors"] for p in rest["rest"]["batchwise"])
+    assert len(rest["grpc_http_idle"]["on"]) == len(rest["grpc_http_idle"]["off"]) == 2  # ABBA
+    assert result["ratios"]["grpc_http_idle_over_http_off_64"]["value"] > 0
+    assert "grpc_http_idle_over_http_off_64" in proc.stdout

@@ -44,7 +44,8 @@ def test_predict_arguments_parse():
     ])
     assert (args.command, args.model, args.label, args.version) == ("predict", "digits", "canary", None)
     assert args.input == ["a=[1]", "b=x.npy"] and args.output_filter == ["p", "q"]
-    assert (args.token, args.variant, args.timeout_s, args.target) == ("t", "int8", 2.5, "127.0.0.1:8500")
+    assert (args.token, args.variant, args.timeout_s, args.target) == ("t", "int8", 2.5, None)  # None: per protocol
+    assert not args.rest
 
 
 @pytest.mark.parametrize("argv", [
