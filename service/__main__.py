@@ -9,8 +9,14 @@ from service.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT."""
+    """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT (with server.workers > 1,
+    supervise that many worker processes instead); return the exit code."""
     settings = load_settings(sys.argv[1:] if argv is None else argv)
+    if settings.server.worker_count > 1:
+        configure_logging(settings.logging, worker="supervisor")
+        from service.workers.supervisor import Supervisor
+
+        return Supervisor(settings).run()
     configure_logging(settings.logging)
     from service import eventloop
     from service.app import serve

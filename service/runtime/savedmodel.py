@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from service.errors import ModelLoadError
 from service.runtime.base import SignatureSpec, TensorSpec
+from service.runtime.devices import worker_gpu_index
 
 log = logging.getLogger(__name__)
-_gpus_configured = False
+_gpu_devices: list[str] | None = None  # set by the first configure_gpus
 _threads_configured: tuple[int, int] | None = None
 
 
@@ -38,21 +39,35 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
     _threads_configured = wanted
 
 
-def configure_gpus() -> list[str]:
-    """Turn on memory growth for every visible GPU (once per process); return their device names.
+def configure_gpus(worker_index: int | None = None, memory_limit_mib: int = 0, config=None) -> list[str]:
+    """Set up the GPUs this process uses (once per process); return their logical device names.
 
+    One process (worker_index None) uses every visible GPU. Worker i of several uses only GPU
+    i mod n (made the only visible one, so it is "/GPU:0" in this process). Each GPU used gets
+    a hard memory limit of `memory_limit_mib`, or memory growth when it is 0. `config` is
+    tf.config (tests pass a fake). Later calls return the first call's devices.
     NOTE: must run before TensorFlow initialises the GPUs, i.e. before the first model loads.
     """
-    global _gpus_configured
-    gpus = tf.config.list_physical_devices("GPU")
-    if not _gpus_configured:
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError as exc:  # already initialised: growth can no longer change
-                log.warning("could not enable memory growth on %s: %s", gpu.name, exc)
-        _gpus_configured = True
-    return [f"/GPU:{i}" for i in range(len(gpus))]
+    global _gpu_devices
+    if _gpu_devices is not None:
+        return _gpu_devices
+    config = tf.config if config is None else config
+    gpus = config.list_physical_devices("GPU")
+    if worker_index is not None and gpus:
+        gpus = [gpus[worker_gpu_index(worker_index, len(gpus))]]
+        config.set_visible_devices(gpus, "GPU")
+        log.info("worker %d uses %s", worker_index, gpus[0].name)
+    for gpu in gpus:
+        try:
+            if memory_limit_mib:
+                limit = [config.LogicalDeviceConfiguration(memory_limit=memory_limit_mib)]
+                config.set_logical_device_configuration(gpu, limit)
+            else:
+                config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:  # already initialised: memory settings can no longer change
+            log.warning("could not set memory limits on %s: %s", gpu.name, exc)
+    _gpu_devices = [f"/GPU:{i}" for i in range(len(gpus))]
+    return _gpu_devices
 
 
 class SavedModelBackend:
