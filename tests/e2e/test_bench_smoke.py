@@ -38,3 +38,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert "peer" not in result  # --quick leaves MLServer out (its venv is a TensorFlow install)
     assert (tmp_path / json_path.name.replace(".json", ".png")).stat().st_size > 0
     assert "Ratios and targets" in proc.stdout
+    workers = result["workers"]  # the workers section: h2load against server.workers 1 and 2
+    assert set(workers["ratios"]) == {"throughput_2_vs_1", "cpu_per_request_2_vs_1", "p50_1_stream_2_vs_1"}
+    assert all(len(points) == 2 for points in workers["h2load"].values())  # two interleaved rounds each
+    assert all(p["server_ok"] > 0 for points in workers["h2load"].values() for p in points)
+    assert "Workers (h2load" in proc.stdout
