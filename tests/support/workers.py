@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api import predict_pb2
@@ -23,6 +22,7 @@ from tests.support import blocked_tf_env
 from tests.support.process import free_port, health_status, start_server
 
 SERVING = 1
+NOT_SERVING = 2
 
 
 @dataclass
@@ -41,11 +41,17 @@ class WorkerServer:
     def worker_pids(self) -> list[int]:
         """Pids of the live worker processes (the parent's spawned children, not the resource tracker)."""
         pids = []
-        for child in psutil.Process(self.proc.pid).children():
+        try:
+            tasks = list(Path(f"/proc/{self.proc.pid}/task").iterdir())
+            children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+        except OSError:  # the supervisor has exited
+            return []
+        for child in children:
             try:
-                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
-                    pids.append(child.pid)
-            except psutil.Error:  # gone (or reaped) meanwhile
+                zombie = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+                if not zombie and b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    pids.append(child)
+            except OSError:  # gone (or reaped) meanwhile
                 continue
         return sorted(pids)
 
