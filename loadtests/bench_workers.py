@@ -254,7 +254,9 @@ def section_args(args: argparse.Namespace) -> argparse.Namespace:
         rounds=args.workers_rounds or (2 if quick else 3),
         duration_s=args.workers_duration_s or (1.0 if quick else 8.0),
         p50_duration_s=args.workers_p50_duration_s or (1.0 if quick else 4.0),
-        connections=args.workers_connections, streams=args.workers_streams, variant=args.workers_variant,
+        connections=args.workers_connections,
+        streams=args.workers_streams,
+        variant=args.workers_variant,
     )
 
 
