@@ -15,6 +15,7 @@ from service.api import get_model_status_pb2, model_service_pb2_grpc
 from tests.support import blocked_tf_env
 from tests.support.litert_models import build_litert_models
 from tests.support.process import ROOT, free_port, health_status, start_server
+from tests.support.prometheus import PrometheusServer, require_binary
 from tests.support.workers import (
     NOT_SERVING,
     SERVING,
@@ -185,3 +186,27 @@ def test_crash_loop_ends_with_a_clear_error(repo, tmp_path):
     assert proc.wait(120) == 1
     text = log.read_text()
     assert "died 5 times in a row before serving (exited with 1); giving up" in text, text[-3000:]
+
+
+@pytest.mark.needs_prometheus
+def test_a_real_prometheus_sees_every_worker_summed(repo, tmp_path):
+    require_binary("prometheus")
+    server = start_workers(repo, tmp_path / "log", 2)
+    try:
+        with PrometheusServer(tmp_path, f"127.0.0.1:{server.metrics_port}") as prom:
+            with Load(server.target, connections=8) as load:
+                wait_until(lambda: load.result.sent >= 300, 60, server)
+            sent = load.result.codes["OK"]
+            assert set(load.result.codes) == {"OK"}, load.result.codes
+
+            def ok_total() -> float:
+                result = prom.query('sum(batchwise_predict_requests_total{model="iris",code="OK"})')
+                return float(result[0]["value"][1]) if result else -1.0
+
+            assert prom.wait_until(lambda: ok_total() == sent), (ok_total(), sent)
+            histogram = 'sum(batchwise_request_latency_seconds_count{model="iris"})'  # merged across workers
+            assert prom.wait_until(lambda: float(prom.query(histogram)[0]["value"][1]) == sent)
+            pids = prom.query('count(batchwise_model_version_state{model="iris",state="AVAILABLE"} == 1)')
+            assert float(pids[0]["value"][1]) == 2  # one series per worker (liveall)
+    finally:
+        assert _stop(server) == 0
