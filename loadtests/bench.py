@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.card import load_card
-from loadtests import bench_policy, bench_protocols, bench_rest, loadgen, payloads, plot, report, servers
+from loadtests import bench_policy, bench_protocols, bench_rest, bench_workers, loadgen, payloads, plot, report, servers
 from loadtests.servers import RunningServer
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--only", choices=("policy",), help="run only this section (loadtests/bench_policy.py)")
+    parser.add_argument("--workers", action=argparse.BooleanOptionalAction, default=True,
+                        help="the workers section: server.workers 2 vs 1 under h2load (loadtests/bench_workers.py)")
+    bench_workers.add_arguments(parser)
     args = parser.parse_args(argv)
     quick = args.quick
     args.duration_s = args.duration_s or (2.0 if quick else 10.0)
@@ -371,6 +374,10 @@ class Bench:
         self.result["compute_ceiling"] = self.ceilings(version_dir, sorted({1, 8, 32, max_batch}))
         self.main_run(version_dir, request, response, probe)
         self.result["policy"] = bench_policy.measure(self, version_dir, request, probe)
+        if self.args.workers:
+            workers_args = bench_workers.section_args(self.args)
+            self.result["workers"] = bench_workers.run_section(workers_args, self.work, version_dir.parents[1], request,
+                                                               log=self.log)
         if self.args.digits_repo:
             self.digits(self.args.digits_repo)
         elif self.args.digits:
@@ -409,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         print(bench_policy.render(result["policy"]))
     if "rest" in result:
         print("\n" + bench_rest.render(result["rest"]))
+    if "workers" in result:
+        print(bench_workers.render(result["workers"]))
     if not args.no_plot and "sweep" in result:
         plot.plot(result, args.results_dir / f"{stem}.png")
     print(f"\nresults: {json_path}")

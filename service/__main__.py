@@ -14,7 +14,8 @@ BAD_SETTINGS = 2  # the exit status argparse uses for bad flags
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT.
+    """Parse settings from argv/env/config file and serve until SIGTERM or SIGINT (with server.workers > 1,
+    supervise that many worker processes instead); return the exit code.
 
     Returns BAD_SETTINGS, after one message on stderr, when a setting is unknown or invalid.
     """
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:  # incl. UnknownSettingError
         print(f"python -m service: invalid settings: {_one_message(exc)}", file=sys.stderr)
         return BAD_SETTINGS
+    if settings.server.worker_count > 1:
+        configure_logging(settings.logging, worker="supervisor")
+        from service.workers.supervisor import Supervisor
+
+        return Supervisor(settings).run()
     configure_logging(settings.logging)
     from service import eventloop
     from service.app import serve

@@ -55,6 +55,7 @@ from service.rpc.tls import server_credentials
 from service.rpc.v2.servicer import InferenceServicer
 from service.runtime.base import SignatureSpec
 from service.settings import Settings
+from service.workers.readiness import WorkerRole
 
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -80,16 +81,20 @@ class BatchwiseServer:
     are sampled) no interceptor.
     """
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, worker: WorkerRole | None = None
+    ) -> None:
         self.settings = settings
+        self.worker = worker  # set when this process is one worker of several (service/workers)
         self.port: int | None = None
         self.metrics_port: int | None = None
         self.http_port: int | None = None  # None while the HTTP port is off (settings.http.enabled)
         self.health_port: int | None = None  # the plaintext health-only port, when server.health_port is set
         self.health = HealthServicer()
-        self.metrics = _build_metrics(settings, registry) if settings.metrics.enabled else None
+        self.metrics = _build_metrics(settings, registry, worker is not None) if settings.metrics.enabled else None
         listeners = [self._on_state] + ([self.metrics.on_version_state] if self.metrics else [])
-        loader = VariantLoader(settings, self.metrics.count_clipped if self.metrics else None)
+        clipped = self.metrics.count_clipped if self.metrics else None
+        loader = VariantLoader(settings, clipped, worker.index if worker else None)
         self.manager = ModelManager(settings, loader, self._build_batcher, listeners)
         self._endpoint: MetricsEndpoint | None = None
         self.dataplane = DataPlane(self.manager, settings)
@@ -104,7 +109,7 @@ class BatchwiseServer:
         """Bind the port, start serving, load the repository; return the bound port."""
         await self.health.set("", NOT_SERVING)
         await self.health.set(LIVENESS_SERVICE, SERVING)
-        if self.metrics is not None:
+        if self.metrics is not None and self.worker is None:  # with workers, the supervisor serves /metrics
             self._endpoint = MetricsEndpoint(self.metrics.registry, self.settings.metrics)
             self.metrics_port = self._endpoint.start()
             log.info("metrics on http://%s:%s/metrics", self.settings.metrics.host, self.metrics_port)
@@ -114,12 +119,12 @@ class BatchwiseServer:
         log.info("gRPC listening on %s:%s (event loop %s.%s)", self.settings.server.host, self.port,
                  loop.__module__, loop.__name__)
         if self.settings.http.enabled:
-            self._http = self._build_http_server()
+            self._http = self._build_http_server(reuse_port=self.settings.server.reuse_port)
             self.http_port = await self._http.start()
         await self._start_health_listener()
         await self.manager.reconcile(wait=True)
         settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
-        await self._refresh_health()
+        await self.refresh_health()
         self._poller = asyncio.get_running_loop().create_task(self.manager.poll_forever())
         return self.port
 
@@ -131,6 +136,8 @@ class BatchwiseServer:
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
         log.info("stopping: draining %d in-flight calls for up to %.1fs", self.calls.in_flight, grace)
         deadline_s = time.monotonic() + grace
+        if self.worker is not None:
+            self.worker.report(False)
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
@@ -164,7 +171,9 @@ class BatchwiseServer:
         cfg = self.settings.server
         if cfg.health_port is None:
             return
-        self._health_server, self.health_port = build_health_server(self.health, cfg.host, cfg.health_port)
+        self._health_server, self.health_port = build_health_server(
+            self.health, cfg.host, cfg.health_port, cfg.reuse_port
+        )
         await self._health_server.start()
         log.info("plaintext health-only gRPC listener on %s:%s", cfg.host, self.health_port)
 
@@ -240,22 +249,26 @@ class BatchwiseServer:
         # Not during the first scan: its first AVAILABLE version would flip health to SERVING while
         # the other models are still loading (start() refreshes health once the scan is done).
         if not self._stopping and self._poller is not None:
-            asyncio.get_running_loop().create_task(self._refresh_health())
+            asyncio.get_running_loop().create_task(self.refresh_health())
 
-    async def _refresh_health(self) -> None:
+    async def refresh_health(self) -> None:
+        """Set health from the models' states; with workers, "" is SERVING only while every worker is ready."""
         names = self.manager.model_names()
         for name in names:
             await self.health.set(name, SERVING if self.manager.is_available(name) else NOT_SERVING)
         ready = any(self.manager.is_available(n) for n in names)
+        if self.worker is not None and not self._stopping:
+            ready = self.worker.report(ready)
         await self.health.set("", SERVING if ready else NOT_SERVING)
 
 
-def _build_metrics(settings: Settings, registry: CollectorRegistry | None) -> Metrics:
+def _build_metrics(settings: Settings, registry: CollectorRegistry | None, multiprocess: bool) -> Metrics:
     """Metrics whose row buckets cover the largest max_batch_size configured for any model."""
     per_model = (settings.batching_for(model).max_batch_size for model in settings.models)
     max_rows = max([settings.batching.max_batch_size, *per_model])
     protocols = [TFSERVING_GRPC, V2_GRPC] + ([TFSERVING_REST, V2_REST] if settings.http.enabled else [])
-    return Metrics(registry if registry is not None else process_registry(), settings.metrics, max_rows, protocols)
+    registry = registry if registry is not None else process_registry()
+    return Metrics(registry, settings.metrics, max_rows, protocols, multiprocess=multiprocess)
 
 
 def _reflection_pool():

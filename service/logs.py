@@ -16,10 +16,16 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` (the current call's id) to every record passing through a handler."""
+    """Adds `request_id` (the current call's id), and `worker` when given, to every record passing through."""
+
+    def __init__(self, worker: str | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        if self._worker is not None:
+            record.worker = self._worker
         return True
 
 
@@ -41,14 +47,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(settings: LoggingSettings) -> None:
-    """Route the root logger to stderr at the configured level and format."""
+def configure_logging(settings: LoggingSettings, worker: str | None = None) -> None:
+    """Route the root logger to stderr at the configured level and format.
+
+    `worker` names the process in every line (e.g. "w0", "supervisor") when the server runs workers.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if settings.json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
-    handler.addFilter(RequestIdFilter())
+        tag = f"[{worker}] " if worker is not None else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s {tag}[%(request_id)s]: %(message)s")
+        )
+    handler.addFilter(RequestIdFilter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

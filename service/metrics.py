@@ -97,16 +97,22 @@ class Metrics:
     NOTE: observe_*, request_started and on_version_state run on the event loop thread.
     """
 
-    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, max_batch_rows: int,
-                 protocols: Sequence[str] = (TFSERVING_GRPC, V2_GRPC)) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, settings: MetricsSettings, max_batch_rows: int,
+        protocols: Sequence[str] = (TFSERVING_GRPC, V2_GRPC), multiprocess: bool = False,
+    ) -> None:
         self.registry = registry
         self._protocols = tuple(protocols)
+        # In prometheus-client's multiprocess mode values live in files that the parent reads;
+        # set_function gauges are not written there, so they are sampled by sample_gauges() instead.
+        self.multiprocess = multiprocess
+        self._sampled: dict[int, tuple[Gauge, Callable[[], int]]] = {}  # id(gauge child) ->
         family = _Families(registry)
         self._define_request_families(family, tuple(settings.latency_buckets_s))
         self._define_batch_families(family, tuple(settings.latency_buckets_s), row_buckets(max_batch_rows))
         self._define_model_families(family)
         self._inflight_count = 0
-        self.inflight.set_function(lambda: self._inflight_count)
+        self._watch(self.inflight, lambda: self._inflight_count)
         self._rpc_children: dict[tuple[str, str, str], tuple[object, object]] = {}
         self._http_children: dict[tuple[str, str, str], tuple[object, object]] = {}
         self._predict_children: dict[tuple[str, str, str, str, str], object] = {}
@@ -129,7 +135,7 @@ class Metrics:
         self.request_latency = family.histogram(
             "request_latency_seconds", "Successful inference call latency, server side, from arrival to response.",
             (*BATCH_LABELS, "protocol"), latency)
-        self.inflight = family.gauge("inflight_requests", "Inference calls being served (every door).", ())
+        self.inflight = family.gauge("inflight_requests", "Inference calls being served (every door).", (), "livesum")
 
     def _define_batch_families(self, family: _Families, latency: Sequence[float], rows: Sequence[float]) -> None:
         self.queue_wait = family.histogram("queue_wait_seconds", "Time a request piece waited in the batch queue.",
@@ -140,14 +146,15 @@ class Metrics:
                                            BATCH_LABELS, rows)
         self.batch_padding = family.histogram("batch_padding_rows", "Padding rows added per batch.",
                                               BATCH_LABELS, [0.0, *rows])
-        self.queue_rows = family.gauge("queue_rows", "Rows waiting in the batch queue.", BATCH_LABELS)
+        self.queue_rows = family.gauge("queue_rows", "Rows waiting in the batch queue.", BATCH_LABELS, "livesum")
         self.queue_capacity = family.gauge("queue_capacity_rows", "Rows the batch queue holds (max_queue_rows).",
-                                           BATCH_LABELS)
+                                           BATCH_LABELS, "livesum")
         self.rejections = family.counter("rejections", "Requests the batcher refused or dropped before compute.",
                                          ("model", "reason"))
         self.batch_wait = family.gauge("batch_wait_seconds", "Wait the batch policy last chose after the oldest "
-                                       "queued request (0 = runs at once).", BATCH_LABELS)
-        self.batch_cap = family.gauge("batch_cap_rows", "Batch-size cap the batch policy last chose.", BATCH_LABELS)
+                                       "queued request (0 = runs at once).", BATCH_LABELS, "livemax")
+        self.batch_cap = family.gauge("batch_cap_rows", "Batch-size cap the batch policy last chose.", BATCH_LABELS,
+                                      "livemax")
         self.batch_triggers = family.counter("batches_formed", "Batches by why they ran: immediate (no wait), "
                                              "full, timeout (the wait ran out) or drain.", (*BATCH_LABELS, "trigger"))
 
@@ -160,12 +167,24 @@ class Metrics:
                                           ("model", "outcome"))
         self.version_state = family.gauge("model_version_state",
                                           "Model versions in each state (1 for the current state, else 0).",
-                                          ("model", "version", "variant", "state"))
+                                          ("model", "version", "variant", "state"), "liveall")
         self.int8_clipped = family.counter(
             "int8_clipped_input_values",
             "Input values outside a full-integer variant's input quantization range (saturated: data drift).",
             ("model", "version", "input"),
         )
+
+    def _watch(self, gauge, value: Callable[[], int]) -> None:
+        """Let `gauge` show value(): read at scrape time, or by sample_gauges() in multiprocess mode."""
+        if self.multiprocess:
+            self._sampled[id(gauge)] = (gauge, value)
+        else:
+            gauge.set_function(value)
+
+    def sample_gauges(self) -> None:
+        """Multiprocess mode: copy every watched value into its gauge (the worker calls this periodically)."""
+        for gauge, value in list(self._sampled.values()):
+            gauge.set(value())
 
     # -- gRPC calls (the interceptor) --------------------------------------------------------
 
@@ -299,7 +318,7 @@ class Metrics:
     def _refresh_state(self, labels: tuple[str, str, str]) -> None:
         counts = Tally(state for other, state in self._versions.values() if other == labels)
         for state in STATES:
-            if counts:
+            if counts or self.multiprocess:  # multiprocess files cannot drop a series: it goes to 0
                 self.version_state.labels(*labels, state).set(counts[state])
             else:
                 self.version_state.remove(*labels, state)
@@ -317,8 +336,9 @@ class _Families:
     def histogram(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> Histogram:
         return Histogram(PREFIX + name, doc, labels, registry=self._registry, buckets=buckets)
 
-    def gauge(self, name: str, doc: str, labels: Sequence[str]) -> Gauge:
-        return Gauge(PREFIX + name, doc, labels, registry=self._registry)
+    def gauge(self, name: str, doc: str, labels: Sequence[str], multiprocess_mode: str = "livesum") -> Gauge:
+        """A gauge; `multiprocess_mode` says how worker processes combine (docs/workers.md)."""
+        return Gauge(PREFIX + name, doc, labels, registry=self._registry, multiprocess_mode=multiprocess_mode)
 
 
 class _BatchMetrics(BatchObserver):
@@ -334,6 +354,7 @@ class _BatchMetrics(BatchObserver):
         self._plan_wait = metrics.batch_wait.labels(*labels)
         self._plan_cap = metrics.batch_cap.labels(*labels)
         self._triggers = {trigger: metrics.batch_triggers.labels(*labels, trigger) for trigger in BATCH_TRIGGERS}
+        self._metrics = metrics
 
     def on_batch(self, rows: int, padding_rows: int, queue_wait_s: Sequence[float], compute_s: float) -> None:
         self._rows.observe(rows)
@@ -353,7 +374,27 @@ class _BatchMetrics(BatchObserver):
         self._triggers[trigger].inc()
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
-        self._queue.set_function(rows)  # read at scrape time: nothing on the request path
+        self._metrics._watch(self._queue, rows)  # read at scrape time: nothing on the request path
+
+
+class WorkerMetrics:
+    """The supervising parent's own metrics (worker mode): restarts and workers ready, by worker slot."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.restarts = Counter(PREFIX + "worker_restarts", "Worker processes restarted after dying, by slot.",
+                                ("worker",), registry=registry)
+        self.ready = Gauge(PREFIX + "workers_ready", "Worker processes that report SERVING.", (), registry=registry)
+
+
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """A registry that aggregates every worker's metric files in `path` (prometheus-client multiprocess mode):
+    counters and histograms sum, gauges combine by their multiprocess_mode."""
+    from prometheus_client import multiprocess
+
+    disable_created_metrics()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return registry
 
 
 class MetricsEndpoint:

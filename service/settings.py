@@ -32,6 +32,7 @@ Variant = Literal[("auto", *KNOWN_VARIANTS)]  # type: ignore[valid-type]
 DEFAULT_FALLBACK_ORDER: tuple[str, ...] = ("int8", "dynamic", "float16", "float32", "savedmodel")
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 MIB = 1024 * 1024
+WORKER_CONNECTION_AGE_S = 30.0  # default connection age with several workers: re-spreads long-lived clients
 DEFAULT_LATENCY_BUCKETS_S = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
     0.064, 0.128, 0.256, 0.512, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -51,8 +52,9 @@ class ServerSettings(BaseModel):
     max_rows_per_request: int = Field(65536, gt=0, description="rows (batch dimension) in one Predict")
     max_tensor_elements: int = Field(16 * MIB, gt=0, description="elements in one input tensor")
     enable_model_control: bool = Field(False, description="serve ModelService/HandleReloadConfigRequest")
-    max_connection_age_s: float = Field(
-        0, ge=0, description="close client connections after this age so clients rebalance (0 = never)"
+    max_connection_age_s: float | None = Field(
+        None, ge=0, description="close client connections after this age so clients rebalance (0 = never; "
+        f"unset = never with one worker, {WORKER_CONNECTION_AGE_S:g} s with several)"
     )
     event_loop: EventLoop = Field(
         "auto", description="asyncio event loop: auto = uvloop if installed, else asyncio's own"
@@ -65,12 +67,47 @@ class ServerSettings(BaseModel):
         None, ge=0, le=65535, description="also serve grpc.health.v1 (only) in plaintext on this port, for "
         "Kubernetes' native gRPC probes when TLS/mTLS is on; none by default (0 picks a free one)"
     )
+    workers: int | Literal["auto"] = Field(
+        1, description="server processes behind the port (SO_REUSEPORT), each with its own models; "
+        "auto = the CPU cores this process may use (affinity and cgroup quota)"
+    )
 
     @model_validator(mode="after")
     def _health_port_is_its_own(self) -> ServerSettings:
         if self.health_port and self.health_port == self.port:
             raise ValueError(f"server.health_port {self.health_port} must differ from server.port")
         return self
+
+    @field_validator("workers")
+    @classmethod
+    def _resolve_workers(cls, workers: int | str) -> int:
+        if workers == "auto":
+            from service.workers.cpus import available_cpus
+
+            return available_cpus()
+        if int(workers) < 1:
+            raise ValueError(f"workers must be at least 1 or 'auto', not {workers}")
+        return int(workers)
+
+    @property
+    def worker_count(self) -> int:
+        """`workers` resolved to a number ("auto" is resolved when the settings are validated)."""
+        return int(self.workers)
+
+    @property
+    def reuse_port(self) -> bool:
+        """Whether every listener (gRPC, HTTP) must bind with SO_REUSEPORT: only with several workers.
+
+        With one worker it stays off, so that a second server on the same port fails to bind loudly.
+        """
+        return self.worker_count > 1
+
+    @property
+    def connection_age_s(self) -> float:
+        """max_connection_age_s as applied: unset means 0 (never) with one worker, WORKER_CONNECTION_AGE_S with more."""
+        if self.max_connection_age_s is not None:
+            return self.max_connection_age_s
+        return WORKER_CONNECTION_AGE_S if self.reuse_port else 0.0
 
 
 class HttpSettings(BaseModel):
@@ -106,6 +143,10 @@ class RuntimeSettings(BaseModel):
     tflite_threads: int = Field(1, ge=1, description="threads per LiteRT interpreter")
     tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow threads within one op (0 = one per core)")
     tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow ops run at once (0 = one per core)")
+    gpu_memory_limit_mib: int = Field(
+        0, ge=0, description="GPU memory TensorFlow may take per process (0 = grow on demand); "
+        "with several workers sharing a GPU, set it so their sum fits"
+    )
     tflite_pool_size: int = Field(2, ge=1, description="LiteRT interpreters per model version")
     consistency_atol: float = Field(0.05, ge=0, description="max |diff| vs the model card's sample outputs")
     min_top1_agreement: float = Field(0.9, ge=0, le=1, description="classification agreement vs the card")

@@ -52,14 +52,18 @@ class VariantLoader:
     """Callable backend factory for the ModelManager.
 
     `__call__(files, variant=None)` returns a loaded Backend; `variant` forces one variant
-    (a per-request override). Raises ModelLoadError with every candidate's failure, or a
+    (a per-request override). `worker_index` is this process's worker number when the server
+    runs several workers. Raises ModelLoadError with every candidate's failure, or a
     ServingError (NotFound / FailedPrecondition) for a variant that cannot be served here.
     NOTE: blocking; runs on the manager's loader threads.
     """
 
-    def __init__(self, settings: Settings, count_clipped: ClipCounter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, count_clipped: ClipCounter | None = None, worker_index: int | None = None
+    ) -> None:
         self._settings = settings
         self._count_clipped = count_clipped
+        self._worker_index = worker_index  # worker i of several uses GPU i mod n (see configure_gpus)
 
     def __call__(self, files: VersionFiles, variant: str | None = None) -> Backend:
         source, card, available = files.source, files.card, files.variants
@@ -94,7 +98,8 @@ class VariantLoader:
 
             configure_threads(self._settings.runtime.tf_intra_op_threads, self._settings.runtime.tf_inter_op_threads)
             device = self._settings.runtime.device
-            devices = configure_gpus() if device != "cpu" else ["/CPU:0"]
+            memory_mib = self._settings.runtime.gpu_memory_limit_mib
+            devices = configure_gpus(self._worker_index, memory_mib) if device != "cpu" else ["/CPU:0"]
             if device == "gpu" and not devices:
                 raise ModelLoadError("runtime.device is 'gpu' but TensorFlow sees no GPU")
             backend: Backend = SavedModelBackend(path, devices)

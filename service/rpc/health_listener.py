@@ -19,16 +19,19 @@ MAX_HEALTH_MESSAGE_BYTES = 4096  # a HealthCheckRequest is a service name; nothi
 MAX_CONCURRENT_HEALTH_RPCS = 64  # probes and health checkers only; Watch streams count too
 
 
-def build_health_server(health: HealthServicer, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+def build_health_server(
+    health: HealthServicer, host: str, port: int, reuse_port: bool = False
+) -> tuple[grpc.aio.Server, int]:
     """An unstarted grpc.aio server serving only `health` in plaintext on host:port, and its bound port.
 
-    Port 0 binds a free port. Raises RuntimeError when the address cannot be bound.
+    Port 0 binds a free port. `reuse_port` (worker processes) shares the port with SO_REUSEPORT.
+    Raises RuntimeError when the address cannot be bound.
     NOTE: build and start it on the event loop that runs `health`.
     """
     options = [
         ("grpc.max_receive_message_length", MAX_HEALTH_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_HEALTH_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=MAX_CONCURRENT_HEALTH_RPCS)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

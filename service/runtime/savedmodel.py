@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from service.errors import ModelLoadError
 from service.runtime.base import PredictFn, SignatureSpec, TensorSpec
+from service.runtime.devices import worker_gpu_index
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +36,34 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         log.warning("TensorFlow threads already set to %s; ignoring %s (%s)", current, wanted, exc)
 
 
-def configure_gpus() -> list[str]:
-    """Turn on memory growth for every visible GPU that does not have it; return their device names.
+def configure_gpus(worker_index: int | None = None, memory_limit_mib: int = 0, config=None) -> list[str]:
+    """Set up the GPUs this process uses; return their logical device names.
 
+    One process (worker_index None) uses every visible GPU. Worker i of several uses only GPU
+    i mod n (made the only visible one, so it is "/GPU:0" in this process). Each GPU used gets
+    a hard memory limit of `memory_limit_mib`, or memory growth when it is 0 (a GPU that already
+    has growth is left alone, so repeated calls are harmless). `config` is tf.config (tests pass
+    a fake). TensorFlow's own configuration is the only state.
     NOTE: must run before TensorFlow initialises the GPUs, i.e. before the first model loads.
     """
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        if tf.config.experimental.get_memory_growth(gpu):
-            continue
+    config = tf.config if config is None else config
+    gpus = config.list_physical_devices("GPU")
+    if worker_index is not None and gpus:
+        gpus = [gpus[worker_gpu_index(worker_index, len(gpus))]]
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError as exc:  # already initialised: growth can no longer change
-            log.warning("could not enable memory growth on %s: %s", gpu.name, exc)
+            config.set_visible_devices(gpus, "GPU")
+            log.info("worker %d uses %s", worker_index, gpus[0].name)
+        except RuntimeError as exc:  # already initialised: visibility can no longer change
+            log.warning("could not restrict worker %d to %s: %s", worker_index, gpus[0].name, exc)
+    for gpu in gpus:
+        try:
+            if memory_limit_mib:
+                limit = [config.LogicalDeviceConfiguration(memory_limit=memory_limit_mib)]
+                config.set_logical_device_configuration(gpu, limit)
+            elif not config.experimental.get_memory_growth(gpu):
+                config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:  # already initialised: memory settings can no longer change
+            log.warning("could not set memory limits on %s: %s", gpu.name, exc)
     return [f"/GPU:{i}" for i in range(len(gpus))]
 
 

@@ -100,13 +100,15 @@ def test_gpu_overlay_uses_the_gpu() -> None:
     assert server["image"].rsplit(":", 1)[0].endswith("server-gpu")
 
 
-def test_cpu_overlay_serves_int8_with_threads_matching_the_cpu_request() -> None:
+def test_cpu_overlay_serves_int8_with_workers_matching_the_cpu_request() -> None:
     docs = render("overlays/cpu")
     server, settings = _server(docs), _settings(docs)
     requested_cores = cpu_cores(server["resources"]["requests"]["cpu"])
     assert settings.runtime.variant == "int8" and settings.runtime.device == "cpu"
-    assert settings.runtime.tflite_threads == math.ceil(requested_cores)
-    assert settings.runtime.tflite_threads * settings.batching.num_batch_workers <= requested_cores
+    assert settings.server.worker_count == math.ceil(requested_cores)  # one worker process per core
+    threads = settings.server.worker_count * settings.runtime.tflite_threads * settings.batching.num_batch_workers
+    assert threads <= requested_cores
+    assert 0 < settings.server.connection_age_s <= 120  # connections re-spread over the workers
     assert "nvidia.com/gpu" not in server["resources"].get("limits", {})
     assert server["image"].rsplit(":", 1)[0].endswith("server-cpu")
 

@@ -53,3 +53,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert len(rest["grpc_http_idle"]["on"]) == len(rest["grpc_http_idle"]["off"]) == 2  # ABBA
     assert result["ratios"]["grpc_http_idle_over_http_off_64"]["value"] > 0
     assert "grpc_http_idle_over_http_off_64" in proc.stdout
+    workers = result["workers"]  # the workers section: h2load against server.workers 1 and 2
+    assert set(workers["ratios"]) == {"throughput_2_vs_1", "cpu_per_request_2_vs_1", "p50_1_stream_2_vs_1"}
+    assert all(len(points) == 2 for points in workers["h2load"].values())  # two interleaved rounds each
+    assert all(p["server_ok"] > 0 for points in workers["h2load"].values() for p in points)
+    assert "Workers (h2load" in proc.stdout
