@@ -20,6 +20,7 @@ from tests.support.workers import (
     NOT_SERVING,
     SERVING,
     Load,
+    WorkerServer,
     copy_iris,
     publish_version,
     start_workers,
@@ -163,31 +164,6 @@ def test_new_version_reaches_every_worker_under_load(repo, tmp_path):
         assert _stop(server) == 0
 
 
-def test_crash_loop_ends_with_a_clear_error(repo, tmp_path):
-    empty = tmp_path / "tokens"
-    empty.write_text("# no token: every worker fails at start\n")
-    log = tmp_path / "log"
-    proc = start_server(
-        [
-            "--repository.path",
-            str(repo),
-            "--server.port",
-            str(free_port()),
-            "--metrics.port",
-            "0",
-            "--server.workers",
-            "2",
-            "--security.auth-token-file",
-            str(empty),
-        ],
-        env=blocked_tf_env(),
-        log_path=log,
-    )
-    assert proc.wait(120) == 1
-    text = log.read_text()
-    assert "died 5 times in a row before serving (exited with 1); giving up" in text, text[-3000:]
-
-
 @pytest.mark.needs_prometheus
 def test_a_real_prometheus_sees_every_worker_summed(repo, tmp_path):
     require_binary("prometheus")
@@ -210,3 +186,23 @@ def test_a_real_prometheus_sees_every_worker_summed(repo, tmp_path):
             assert float(pids[0]["value"][1]) == 2  # one series per worker (liveall)
     finally:
         assert _stop(server) == 0
+
+
+def test_workers_killed_while_loading_end_in_a_crash_loop_error(repo, tmp_path):
+    """Like an OOM killer that strikes every worker while it loads its models: SIGKILL before it is ready."""
+    log = tmp_path / "log"
+    args = ["--repository.path", str(repo), "--server.port", str(free_port()), "--metrics.port", "0",
+            "--server.workers", "2"]  # fmt: skip
+    server = WorkerServer(start_server(args, env=blocked_tf_env(), log_path=log), 0, 0, log)
+    killed: set[int] = set()
+    deadline = time.monotonic() + 120
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        for pid in set(server.worker_pids()) - killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.02)
+    assert server.proc.wait(10) == 1
+    text = log.read_text()
+    assert "died 5 times in a row before serving (was killed by SIGKILL); giving up" in text, text[-3000:]
+    assert "restarting in 4.0 s" in text  # backoff doubled between attempts instead of spinning
+    assert len(killed) >= 5
