@@ -48,6 +48,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+def health_status(target: str, service: str = "", timeout_s: float = 2.0) -> int | None:
+    """The gRPC health status of `service` ("" = the whole server) at `target`, or None if it does not answer."""
+    try:
+        with grpc.insecure_channel(target) as channel:
+            request = health_pb2.HealthCheckRequest(service=service)
+            return health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout_s).status
+    except grpc.RpcError:
+        return None
+
+
 @dataclass
 class RunningServer:
     """A server subprocess: where it listens, its pid, and where its output goes. A context manager (stops)."""
@@ -86,12 +96,7 @@ class RunningServer:
 
     def health(self, service: str = "", timeout_s: float = 2.0) -> int | None:
         """The gRPC health status of `service` ("" = the whole server), or None if it does not answer."""
-        try:
-            with grpc.insecure_channel(self.target) as channel:
-                request = health_pb2.HealthCheckRequest(service=service)
-                return health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout_s).status
-        except grpc.RpcError:
-            return None
+        return health_status(self.target, service, timeout_s)
 
     def wait_serving(self, timeout_s: float = READY_TIMEOUT_S) -> RunningServer:
         """Block until health says SERVING; return self.

@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.process import health_status
-
-from loadtests.servers import ROOT, free_port
+from loadtests.servers import ROOT, free_port, health_status
 
 SERVING = 1
 

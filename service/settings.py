@@ -343,16 +343,6 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
-    @model_validator(mode="after")
-    def _model_batching_valid(self) -> Settings:
-        for model in self.models:
-            try:
-                self.batching_for(model)
-            except ValidationError as exc:
-                problems = "; ".join(str(error["msg"]) for error in exc.errors())
-                raise ValueError(f"models.{model}.batching: {problems}") from None
-        return self
-
     @property
     def reloadable(self) -> bool:
         """True when built by load_settings, so `reload()` can rebuild it the same way."""

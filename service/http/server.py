@@ -22,7 +22,7 @@ from service.http.body import parse_json, read_body
 from service.http.routes import Call, Reply, Route
 from service.http.status import http_error
 from service.http.tls import server_ssl_context
-from service.repository.variants import VARIANT_METADATA_KEY
+from service.rpc.headers import VARIANT_HEADER
 from service.settings import HttpSettings, SecuritySettings
 from service.tokens import TokenVerifier, load_tokens
 
@@ -126,7 +126,7 @@ class HttpServer:
         call = Call(
             request,
             params,
-            request.headers.get(VARIANT_METADATA_KEY),
+            request.headers.get(VARIANT_HEADER),
             partial(read_body, request, self._settings.max_body_bytes),
             self._parse,
         )

@@ -10,8 +10,8 @@ import time
 
 import grpc
 import pytest
-from tests.support.process import ROOT, free_port, health_status, start_server
 
+from loadtests.servers import ROOT, health_status, start_server
 from service.api import get_model_status_pb2, model_service_pb2_grpc
 from tests.support import blocked_tf_env
 from tests.support.litert_models import build_litert_models
@@ -191,9 +191,8 @@ def test_a_real_prometheus_sees_every_worker_summed(repo, tmp_path):
 def test_workers_killed_while_loading_end_in_a_crash_loop_error(repo, tmp_path):
     """Like an OOM killer that strikes every worker while it loads its models: SIGKILL before it is ready."""
     log = tmp_path / "log"
-    args = ["--repository.path", str(repo), "--server.port", str(free_port()), "--metrics.port", "0",
-            "--server.workers", "2"]  # fmt: skip
-    server = WorkerServer(start_server(args, env=blocked_tf_env(), log_path=log), 0, 0, log)
+    args = ["--repository.path", str(repo), "--metrics.port", "0", "--server.workers", "2"]
+    server = WorkerServer(start_server(args, env=blocked_tf_env(), log_path=log).proc, 0, 0, log)
     killed: set[int] = set()
     deadline = time.monotonic() + 120
     while server.proc.poll() is None and time.monotonic() < deadline:

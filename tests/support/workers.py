@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.process import free_port, health_status, start_server
 
+from loadtests.servers import free_port, health_status, start_server
 from service.api import predict_pb2
 from service.rpc.codec import to_tensor_proto
 from tests.support import blocked_tf_env
@@ -74,15 +74,14 @@ def start_workers(repo: Path, log: Path, workers: int = 2, *extra: str) -> Worke
     args = [
         "--repository.path",
         str(repo),
-        "--server.port",
-        str(port),
         "--metrics.port",
         str(metrics_port),
         "--server.workers",
         str(workers),
         *extra,
     ]
-    server = WorkerServer(start_server(args, env=blocked_tf_env(), log_path=log), port, metrics_port, log)
+    proc = start_server(args, port=port, env=blocked_tf_env(), log_path=log).proc
+    server = WorkerServer(proc, port, metrics_port, log)
     wait_until(lambda: health_status(server.target) == SERVING, 120, server)
     wait_until(lambda: len(server.worker_pids()) == workers, 30, server)
     return server

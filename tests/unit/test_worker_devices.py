@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-from tests.support.process import ROOT
 
+from loadtests.servers import ROOT
 from service.runtime.devices import nvidia_devices_present, worker_gpu_index
 
 
