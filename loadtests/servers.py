@@ -106,12 +106,14 @@ def start_ours(
 ) -> RunningServer:
     """`python -m service --repository.path REPO --server.port P ARGS` with BATCHWISE_* `env` on top of ours.
 
-    `entry` replaces `-m service` (e.g. a script that wraps the server for profiling).
+    `entry` replaces `-m service` (e.g. a script that wraps the server for profiling). The HTTP port is a
+    free one (BATCHWISE_HTTP__PORT=0) unless `env` or `args` name one: servers started together must not
+    all bind the default 8501.
     """
     port = free_port()
     command = [sys.executable, *entry, "--repository.path", str(repository), "--server.port", str(port),
                "--repository.poll-interval-s", "0", *args]
-    return _spawn(name, command, env, port, log_dir)
+    return _spawn(name, command, {"BATCHWISE_HTTP__PORT": "0", **env}, port, log_dir)
 
 
 def start_fixed(name: str, response_file: Path, log_dir: Path, event_loop: str = "auto") -> RunningServer:

@@ -204,7 +204,8 @@ def free_port() -> int:
 def start_server(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`python -m service` on free ports, logging to log_path; returns (process, target) once SERVING."""
     port = free_port()
-    env = {**os.environ, "BATCHWISE_METRICS__PORT": str(free_port()), "BATCHWISE_REPOSITORY__POLL_INTERVAL_S": "0"}
+    env = {**os.environ, "BATCHWISE_METRICS__PORT": str(free_port()), "BATCHWISE_REPOSITORY__POLL_INTERVAL_S": "0",
+           "BATCHWISE_HTTP__PORT": "0"}  # fmt: skip
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--repository.path", str(repository),
                                  "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
