@@ -58,6 +58,8 @@ def export_dtypes(path) -> None:
 def v2_server(model_repo, tmp_path_factory):
     repo = copy_models(model_repo, tmp_path_factory.mktemp("v2") / "repo", "affine", "strings")
     export_dtypes(repo / "dtypes" / "1")
+    (repo / "affine" / "3").mkdir()  # fails to load: state END with an error
+    (repo / "affine" / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
     settings = server_settings(repo, models={"affine": {"version_policy": "all"}}, server={"max_tensor_elements": 4096})
     thread = ServerThread(settings).start()
     yield thread
@@ -88,6 +90,7 @@ def test_model_readiness_follows_the_manager(stub):
         return stub.ModelReady(pb.ModelReadyRequest(name=name, version=version), timeout=10).ready
 
     assert ready("affine") and ready("affine", "1") and ready("affine", "2")
+    assert not ready("affine", "3")  # tracked by the manager, but its load failed (END)
     assert not ready("affine", "9")
     assert not ready("nope")
     error = refused(stub.ModelReady, pb.ModelReadyRequest(name="affine", version="latest"))
