@@ -100,14 +100,19 @@ def _docker_answers() -> bool:
     return result.returncode == 0
 
 
-def debian_mirror(default: str = "http://deb.debian.org/debian") -> str:
-    """The Debian mirror apt is configured with (deb822 `URIs:` or a one-line `deb` entry), else `default`."""
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+def debian_mirror(files: list[Path] | None = None, default: str = "http://deb.debian.org/debian") -> str:
+    """The Debian mirror apt is configured with (deb822 `URIs:` or a one-line `deb` entry), else `default`.
+
+    Reads `files` (default: /etc/apt/sources.list and sources.list.d/*); security mirrors are skipped.
+    """
+    if files is None:
+        files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
     for path in (p for p in files if p.is_file()):
         for line in path.read_text(errors="replace").splitlines():
             words = line.split()
-            uris = words[1:] if words[:1] == ["URIs:"] else words[1:2] if words[:1] == ["deb"] else []
-            for uri in uris:
+            if words[:1] not in (["URIs:"], ["deb"]):
+                continue
+            for uri in words[1:]:  # a `deb` line may carry [options] before its URI
                 if uri.startswith("http") and "security" not in uri:
                     return uri
     return default
