@@ -177,29 +177,38 @@ def _image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False).returncode == 0
 
 
+_BUILDS: set[subprocess.Popen] = set()  # docker build clients running now (builds may run in threads)
+
+
 def build_image(dockerfile: str, tag: str, build_args: dict[str, str], log_path: Path) -> None:
     """`docker build` with the legacy builder from the repository root; the log goes to `log_path`.
 
-    Raises StepFailed with the log's tail when the build fails.
+    Raises StepFailed with the log's tail when the build fails (or is cancelled by `cancel_builds`).
     """
-    cmd = [
-        "docker",
-        "build",
-        "-f",
-        dockerfile,
-        "-t",
-        tag,
-        *(f"--build-arg={k}={v}" for k, v in build_args.items()),
-        str(ROOT),
-    ]
+    cmd = ["docker", "build", "-f", dockerfile, "-t", tag]
+    cmd += [*(f"--build-arg={k}={v}" for k, v in build_args.items()), str(ROOT)]
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     with log_path.open("w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False)
-    if result.returncode != 0:
+        build = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _BUILDS.add(build)
+        try:
+            returncode = build.wait(timeout=1800)
+        except subprocess.TimeoutExpired:
+            build.kill()
+            returncode = build.wait()
+        finally:
+            _BUILDS.discard(build)
+    if returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-40:])
-        raise StepFailed(f"building {tag} from {dockerfile} failed (log {log_path}):\n{tail}")
+        raise StepFailed(f"building {tag} from {dockerfile} failed (exit {returncode}, log {log_path}):\n{tail}")
+
+
+def cancel_builds() -> None:
+    """Stop every running `docker build` client this process started (the daemon then cancels the build)."""
+    for build in list(_BUILDS):
+        build.terminate()
 
 
 def image_info(tag: str) -> dict:

@@ -89,11 +89,15 @@ def build_all(workdir: Path) -> dict[str, str]:
     with step("build cpu, gpu and trainer (in parallel)"), ThreadPoolExecutor(len(IMAGES)) as pool:
         futures = {image: pool.submit(build, image) for image in IMAGES}
         failures = []
-        for image, future in futures.items():
-            try:
-                TIMES_S[f"  build {image}"] = future.result()
-            except tools.StepFailed as exc:
-                failures.append(str(exc))
+        try:
+            for image, future in futures.items():
+                try:
+                    TIMES_S[f"  build {image}"] = future.result()
+                except tools.StepFailed as exc:
+                    failures.append(str(exc))
+        except BaseException:  # Ctrl-C: stop the other builds instead of waiting for them
+            tools.cancel_builds()
+            raise
         if failures:
             raise tools.StepFailed("\n".join(failures))
     return tags

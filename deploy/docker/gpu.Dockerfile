@@ -12,7 +12,6 @@
 # Without a visible GPU the image serves on CPU. Models are NOT baked in: mount them at /models.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
-ARG CUDA_WHEELS=true
 LABEL org.opencontainers.image.title="batchwise-server-gpu" \
       org.opencontainers.image.description="Batchwise gRPC inference server, TensorFlow GPU variant" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -33,6 +32,9 @@ RUN groupadd --system --gid 10001 batchwise \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin batchwise \
     && mkdir /models \
     && chown 10001:10001 /models
+# Declared here, not after FROM: instructions shared by images built at once race in the legacy
+# builder's cache, so each image's first instruction after FROM is its own LABEL.
+ARG CUDA_WHEELS=true
 COPY deploy/docker/requirements/gpu.txt deploy/docker/requirements/gpu-cuda.txt /tmp/requirements/
 RUN python -m venv /opt/venv \
     && case "$CUDA_WHEELS" in \

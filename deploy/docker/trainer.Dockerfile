@@ -8,7 +8,6 @@
 # Datasets are the ones scikit-learn bundles; nothing is downloaded at run time.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
-ARG CUDA_WHEELS=true
 LABEL org.opencontainers.image.title="batchwise-trainer" \
       org.opencontainers.image.description="Batchwise offline trainer (tf.distribute, multi-worker)" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -23,6 +22,9 @@ RUN groupadd --system --gid 10001 batchwise \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin batchwise \
     && mkdir /models \
     && chown 10001:10001 /models
+# Declared here, not after FROM: instructions shared by images built at once race in the legacy
+# builder's cache, so each image's first instruction after FROM is its own LABEL.
+ARG CUDA_WHEELS=true
 COPY deploy/docker/requirements/trainer.txt deploy/docker/requirements/trainer-cuda.txt /tmp/requirements/
 RUN python -m venv /opt/venv \
     && case "$CUDA_WHEELS" in \
