@@ -75,3 +75,11 @@ image-locks: $(VENV)/.installed
 ## deploy-check: validate deploy/ offline: kustomize render, kubernetes-validate, hadolint, yamllint, cross-checks
 deploy-check: $(VENV)/.installed
 	$(PY) -m pytest tests/deploy tests/unit/test_healthcheck.py
+
+.PHONY: images-test
+
+## images-test: build the three images on a locally made Debian base and run trainer -> CPU and GPU servers
+## in containers (root; installs docker.io and debootstrap, starts dockerd if needed). See deploy/README.md.
+IMAGES_TEST_ARGS ?=
+images-test: $(VENV)/.installed
+	$(PY) scripts/images_test.py $(IMAGES_TEST_ARGS)

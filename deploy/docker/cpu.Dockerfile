@@ -1,13 +1,15 @@
-# syntax=docker/dockerfile:1
 # Batchwise server for CPU-only nodes: LiteRT (TFLite) variants, no TensorFlow in the image.
-# Build from the repository root:
+# Build from the repository root (the legacy builder works too: no BuildKit-only feature is used):
 #   docker build -f deploy/docker/cpu.Dockerfile -t batchwise/server-cpu:0.1.0 .
+# PYTHON_IMAGE is the base of both stages: any Debian-based CPython 3.11 image that has
+# `python -m venv` (e.g. one made locally with debootstrap where no registry is reachable).
 # Models are NOT baked in: mount a model repository at /models (see deploy/README.md).
 # With variant=auto the server takes the best published TFLite variant (int8 first); SavedModels
 # are left out of the fallback order because this image has no TensorFlow.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build stage: a virtualenv with the pinned dependencies and our wheel ----
-FROM python:3.11-slim-bookworm AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
@@ -20,10 +22,11 @@ COPY service/ service/
 COPY contract/ contract/
 # --no-deps: every dependency came from the lock above; `pip check` proves the set is consistent.
 RUN pip install --no-cache-dir --no-deps . \
-    && pip check
+    && pip check \
+    && rm -rf /src/build
 
 # ---- runtime stage: the virtualenv only, no build tools or sources ----
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="batchwise-server-cpu" \
       org.opencontainers.image.description="Batchwise gRPC inference server, LiteRT CPU variant" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -33,8 +36,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     BATCHWISE_SERVER__HOST=0.0.0.0 \
     BATCHWISE_SERVER__PORT=8500 \
-    BATCHWISE_HTTP__HOST=0.0.0.0 \
-    BATCHWISE_HTTP__PORT=8501 \
     BATCHWISE_METRICS__HOST=0.0.0.0 \
     BATCHWISE_METRICS__PORT=8502 \
     BATCHWISE_REPOSITORY__PATH=/models \
@@ -49,9 +50,12 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/models"]
+# gRPC, HTTP (REST) and Prometheus metrics.
 EXPOSE 8500 8501 8502
 # Model load and warm-up happen before the health service reports SERVING: allow for it.
+# Without --target the probe asks 127.0.0.1 on the configured gRPC port (BATCHWISE_SERVER__PORT,
+# or the file named by BATCHWISE_CONFIG_FILE), so changing the port keeps the container healthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-m", "service.healthcheck", "--target", "127.0.0.1:8500", "--timeout-s", "4"]
+    CMD ["python", "-m", "service.healthcheck", "--timeout-s", "4"]
 ENTRYPOINT ["python", "-m", "service"]
 CMD []

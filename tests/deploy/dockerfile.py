@@ -60,9 +60,26 @@ def _logical_lines(text: str) -> list[str]:
     return lines
 
 
+def global_args(path: Path) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults ("" when none)."""
+    found = {}
+    for line in _logical_lines(path.read_text()):
+        instruction, _, rest = line.partition(" ")
+        if instruction.upper() == "FROM":
+            break
+        if instruction.upper() == "ARG":
+            name, _, default = rest.strip().partition("=")
+            found[name] = default.strip('"')
+    return found
+
+
 def parse(path: Path) -> list[Stage]:
-    """The stages of the Dockerfile at `path` (parser directives and comments dropped)."""
+    """The stages of the Dockerfile at `path` (parser directives and comments dropped).
+
+    A FROM that names a global ARG (`FROM ${PYTHON_IMAGE}`) gets that ARG's default as its base.
+    """
     stages: list[Stage] = []
+    defaults = global_args(path)
     for line in _logical_lines(path.read_text()):
         instruction, _, rest = line.partition(" ")
         instruction = instruction.upper()
@@ -70,7 +87,8 @@ def parse(path: Path) -> list[Stage]:
             match = re.match(r"^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", rest.strip(), re.IGNORECASE)
             if match is None:
                 raise ValueError(f"{path}: cannot read FROM {rest}")
-            stages.append(Stage(base=match.group(1), name=match.group(2)))
+            base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m.group(1) or m.group(2)], match.group(1))
+            stages.append(Stage(base=base, name=match.group(2)))
         elif stages:
             stages[-1].instructions.append((instruction, rest.strip()))
     return stages

@@ -1,10 +1,12 @@
 """Offline validation of deploy/docker: hadolint, and the images' commands, settings and pins vs our code.
 
-No image is built here (no Docker engine on CI): these tests check what can be checked without one.
+No image is built here: these tests check what can be checked without a Docker engine, in seconds.
+`make images-test` (scripts/images_test.py) builds and runs the images for real.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import re
 import subprocess
@@ -14,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from deploy_tools import DOCKER, ROOT, run, tool
-from dockerfile import Stage, parse
+from dockerfile import Stage, global_args, parse
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from server_checks import batchwise_environ, env_name_problems
 
-from service.healthcheck import build_parser
+from service.healthcheck import build_parser, configured_target
 from service.settings import Settings, load_settings
 
 IMAGES = {"gpu": "tf", "cpu": "cpu", "trainer": "train"}  # image -> pyproject extra it installs
@@ -65,15 +67,34 @@ def test_image_runs_as_non_root_from_pinned_bases(image: str) -> None:
     assert user not in ("root", "0"), f"{image} runs as {user}"
 
 
+@pytest.mark.parametrize("image", IMAGES)
+def test_base_image_is_a_build_argument_and_no_buildkit_is_needed(image: str) -> None:
+    """CI builds with a locally made base (`--build-arg PYTHON_IMAGE=...`) and the legacy builder."""
+    dockerfile = DOCKER / f"{image}.Dockerfile"
+    assert global_args(dockerfile) == {"PYTHON_IMAGE": "python:3.11-slim-bookworm"}
+    froms = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")]
+    assert froms and all(base == "${PYTHON_IMAGE}" for base in froms), froms
+    assert not dockerfile.read_text().startswith("# syntax="), "the syntax directive makes BuildKit pull a frontend"
+    assert "--mount=" not in dockerfile.read_text(), "RUN --mount needs BuildKit"
+
+
 @pytest.mark.parametrize("image", ("gpu", "trainer"))
-def test_tensorflow_base_matches_our_tensorflow(image: str) -> None:
-    base = _final(image).base
-    match = re.fullmatch(r"tensorflow/tensorflow:(\d+\.\d+\.\d+)-gpu", base)
-    assert match, base
+def test_cuda_lock_pins_tensorflow_and_cuda_extra(image: str) -> None:
+    """<image>-cuda.txt holds what `tensorflow[and-cuda]` adds; <image>.txt pins TensorFlow as pyproject asks."""
     tf_requirement = next(Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"][IMAGES[image]]
                           if Requirement(r).name == "tensorflow")  # fmt: skip
-    assert tf_requirement.specifier.contains(match.group(1)), (base, str(tf_requirement))
-    assert _lock(image)["tensorflow"] == match.group(1)
+    assert tf_requirement.specifier.contains(_lock(image)["tensorflow"]), (_lock(image)["tensorflow"], tf_requirement)
+    cuda = _lock(f"{image}-cuda")
+    assert cuda and not set(cuda) & set(_lock(image)), "a package is pinned in both lock files"
+    and_cuda = [Requirement(r) for r in importlib.metadata.requires("tensorflow") or []
+                if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "and-cuda"})
+                and not Requirement(r).marker.evaluate({"extra": ""})]  # fmt: skip
+    assert and_cuda, "the installed tensorflow declares no and-cuda extra"
+    for requirement in and_cuda:
+        name = canonicalize_name(requirement.name)
+        assert name in cuda and requirement.specifier.contains(cuda[name]), (name, cuda.get(name), str(requirement))
+    copied = " ".join(rest for stage in parse(DOCKER / f"{image}.Dockerfile") for rest in stage.args("COPY"))
+    assert f"deploy/docker/requirements/{image}-cuda.txt" in copied
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -119,8 +140,11 @@ def test_healthcheck_uses_our_probe_on_the_grpc_port(image: str) -> None:
     assert command is not None and command[:3] == ["python", "-m", "service.healthcheck"]
     assert importlib.util.find_spec("service.healthcheck") is not None
     args = build_parser().parse_args(command[3:])
-    server_port = _load_with_env([], {k: v for k, v in stage.env().items() if k.startswith("BATCHWISE_")}).server.port
-    assert args.target.rsplit(":", 1) == ["127.0.0.1", str(server_port)]
+    assert args.target is None, "a fixed --target goes stale when the port is configured (BATCHWISE_SERVER__PORT)"
+    env = {k: v for k, v in stage.env().items() if k.startswith("BATCHWISE_")}
+    for port in (env["BATCHWISE_SERVER__PORT"], "18500"):
+        with batchwise_environ({**env, "BATCHWISE_SERVER__PORT": port}):
+            assert configured_target() == f"127.0.0.1:{port}"
     assert args.timeout_s < float(options["timeout"].rstrip("s")), "the probe must answer before Docker kills it"
 
 

@@ -88,3 +88,32 @@ def test_module_runs_as_a_script_like_the_docker_healthcheck() -> None:
     )
     assert result.returncode == EXIT_UNHEALTHY, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_probe_without_target_follows_the_configured_port(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the images' HEALTHCHECK hard-coded 127.0.0.1:8500, so another port read UNHEALTHY."""
+
+    async def scenario() -> int:
+        server = grpc.aio.server()
+        servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await servicer.set("", SERVING)
+        await server.start()
+        monkeypatch.setenv("BATCHWISE_SERVER__PORT", str(port))
+        monkeypatch.setenv("BATCHWISE_SERVER__HOST", host)
+        try:
+            return await asyncio.to_thread(main, ["--timeout-s", "10"])
+        finally:
+            await server.stop(None)
+
+    assert asyncio.run(scenario()) == EXIT_HEALTHY
+
+
+def test_probe_reports_unhealthy_on_unreadable_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BATCHWISE_SERVER__PORT", "not-a-port")
+    assert main(["--timeout-s", "2"]) == EXIT_UNHEALTHY
+    assert "cannot read the server settings" in capsys.readouterr().err
