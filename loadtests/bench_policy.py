@@ -76,14 +76,19 @@ class PolicySection:
         env = {"BATCHWISE_METRICS__LATENCY_BUCKETS_S": json.dumps(BUCKETS_S)}
         configs: dict[str, dict[str, str]] = {"off": {"BATCHWISE_BATCHING__ENABLED": "false"}, "adaptive": {}}
         for timeout_ms in FIXED_TIMEOUTS_MS:
-            configs[f"fixed-{timeout_ms}"] = {"BATCHWISE_BATCHING__MODE": "fixed",
-                                              "BATCHWISE_BATCHING__BATCH_TIMEOUT_MS": str(timeout_ms)}
+            configs[f"fixed-{timeout_ms}"] = {
+                "BATCHWISE_BATCHING__MODE": "fixed",
+                "BATCHWISE_BATCHING__BATCH_TIMEOUT_MS": str(timeout_ms),
+            }
         for slo_ms in SLOS_MS:
-            configs[f"slo-{slo_ms}"] = {"BATCHWISE_BATCHING__MODE": "slo",
-                                        "BATCHWISE_BATCHING__LATENCY_SLO_MS": str(slo_ms)}
+            configs[f"slo-{slo_ms}"] = {
+                "BATCHWISE_BATCHING__MODE": "slo",
+                "BATCHWISE_BATCHING__LATENCY_SLO_MS": str(slo_ms),
+            }
         for name, extra_env in configs.items():
-            server = group.add(self.bench.ours(f"policy-{name}", repository, ["--runtime.variant", "savedmodel"],
-                                               {**env, **extra_env}))
+            server = group.add(
+                self.bench.ours(f"policy-{name}", repository, ["--runtime.variant", "savedmodel"], {**env, **extra_env})
+            )
             args = self.bench.result["server_commands"][server.name]["args"]
             self.metrics_url[name] = f"http://127.0.0.1:{args[args.index('--metrics.port') + 1]}/metrics"
 
@@ -96,8 +101,9 @@ class PolicySection:
         result["closed"] = self.closed(ready, request)
         saturation = _median(result["closed"]["adaptive"], 64, "throughput_rps")
         result["saturation_rps"] = saturation
-        result["slo"] = {str(slo): self.slo_points(ready[f"slo-{slo}"], f"slo-{slo}", request, saturation, slo)
-                         for slo in SLOS_MS}
+        result["slo"] = {
+            str(slo): self.slo_points(ready[f"slo-{slo}"], f"slo-{slo}", request, saturation, slo) for slo in SLOS_MS
+        }
         result["load_average_end"] = list(os.getloadavg())
         result["ratios"] = ratios(result)
         return result
@@ -106,9 +112,11 @@ class PolicySection:
         """Closed-loop points in mirrored order, so that drift over the run falls on both sides alike."""
         fixed = [f"fixed-{t}" for t in FIXED_TIMEOUTS_MS]
         rounds = 1 if self.bench.args.quick else 2
-        order = [(1, ["off", "adaptive", "adaptive", "off"] * rounds),
-                 (8, ["adaptive", *fixed, *fixed[::-1], "adaptive"] * rounds),
-                 (64, ["adaptive", "off", *fixed, *fixed[::-1], "off", "adaptive"] * rounds)]
+        order = [
+            (1, ["off", "adaptive", "adaptive", "off"] * rounds),
+            (8, ["adaptive", *fixed, *fixed[::-1], "adaptive"] * rounds),
+            (64, ["adaptive", "off", *fixed, *fixed[::-1], "off", "adaptive"] * rounds),
+        ]
         points: dict[str, list[dict]] = {name: [] for name in ["off", "adaptive", *fixed]}
         for n, names in order:
             for name in names:
@@ -116,22 +124,32 @@ class PolicySection:
                 self.bench.log(f"policy {name:9s} N={n:<3d} {report.describe_point(points[name][-1])}")
         return points
 
-    def slo_points(self, server: servers.RunningServer, name: str, request: Path, saturation: float,
-                   slo_ms: int) -> dict:
+    def slo_points(
+        self, server: servers.RunningServer, name: str, request: Path, saturation: float, slo_ms: int
+    ) -> dict:
         """Warm the cost model (a short closed point), then the steady open loop and the step."""
         self.bench.point(server, request, 8)
         a = self.bench.args
         step_s = max(2.0, a.duration_s)
         phases = [{"rate": SLO_FACTOR * saturation, "seconds": a.duration_s, "skip_s": 0.0}]
         phases += [{"rate": f * saturation, "seconds": step_s, "skip_s": 1.0} for f in STEP_FACTORS]
-        spec = {"target": server.target, "method": payloads.PREDICT_METHOD, "payload_file": str(request),
-                "metrics_url": self.metrics_url[name], "model": self.model, "phases": phases,
-                "channels": a.channels, "timeout_s": 30.0}
+        spec = {
+            "target": server.target,
+            "method": payloads.PREDICT_METHOD,
+            "payload_file": str(request),
+            "metrics_url": self.metrics_url[name],
+            "model": self.model,
+            "phases": phases,
+            "channels": a.channels,
+            "timeout_s": 30.0,
+        }
         measured = run_open_in_subprocess(spec)
         for phase in measured:
-            self.bench.log(f"policy {name} open {phase['rate']:.0f}/s: server p99 <= {phase['server_p99_ms']} ms "
-                           f"(SLO {slo_ms}), refused {phase['refused_fraction']:.1%}; "
-                           f"{report.describe_point(phase['point'])}")
+            self.bench.log(
+                f"policy {name} open {phase['rate']:.0f}/s: server p99 <= {phase['server_p99_ms']} ms "
+                f"(SLO {slo_ms}), refused {phase['refused_fraction']:.1%}; "
+                f"{report.describe_point(phase['point'])}"
+            )
         return {"slo_ms": slo_ms, "steady": measured[0], "step": measured[1:]}
 
 
@@ -169,16 +187,27 @@ async def _open_phases(spec: dict) -> list[dict]:
     try:
         await calls.ready(30.0)
         for phase in spec["phases"]:
-            run = asyncio.ensure_future(loadgen.open_loop(calls, payload, phase["rate"], duration_s=phase["seconds"],
-                                                          timeout_s=spec["timeout_s"]))
+            run = asyncio.ensure_future(
+                loadgen.open_loop(
+                    calls, payload, phase["rate"], duration_s=phase["seconds"], timeout_s=spec["timeout_s"]
+                )
+            )
             await asyncio.sleep(phase["skip_s"])
             before = await asyncio.to_thread(scrape)
             point = asdict(await run)
             server_p99, observed = p99_ms(before, await asyncio.to_thread(scrape))
             sent = point["ok"] + sum(point["errors"].values())
-            results.append({"rate": phase["rate"], "seconds": phase["seconds"], "skip_s": phase["skip_s"],
-                            "server_p99_ms": server_p99, "server_observed": observed, "point": point,
-                            "refused_fraction": point["errors"].get("UNAVAILABLE", 0) / max(1, sent)})
+            results.append(
+                {
+                    "rate": phase["rate"],
+                    "seconds": phase["seconds"],
+                    "skip_s": phase["skip_s"],
+                    "server_p99_ms": server_p99,
+                    "server_observed": observed,
+                    "point": point,
+                    "refused_fraction": point["errors"].get("UNAVAILABLE", 0) / max(1, sent),
+                }
+            )
     finally:
         await calls.close()
     return results
@@ -186,8 +215,13 @@ async def _open_phases(spec: dict) -> list[dict]:
 
 def run_open_in_subprocess(spec: dict) -> list[dict]:
     """Run the open-loop phases of `spec` in `python -m loadtests.bench_policy open`; its results."""
-    proc = subprocess.run([sys.executable, "-m", "loadtests.bench_policy", "open", "--spec", json.dumps(spec)],
-                          cwd=servers.ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtests.bench_policy", "open", "--spec", json.dumps(spec)],
+        cwd=servers.ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"open-loop driver failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
@@ -203,23 +237,45 @@ def ratios(result: dict) -> list[dict]:
     """Each acceptance figure of issue 19 with its target and whether it holds."""
     closed = result["closed"]
     fixed = [f"fixed-{t}" for t in FIXED_TIMEOUTS_MS]
-    rows = [{"name": "1 client: p50 adaptive / p50 batching off", "value": _median(closed["adaptive"], 1, "p50_ms")
-             / _median(closed["off"], 1, "p50_ms"), "target": "<= 1.15", "holds_if": ("le", TARGETS["p50_1"])}]
+    rows = [
+        {
+            "name": "1 client: p50 adaptive / p50 batching off",
+            "value": _median(closed["adaptive"], 1, "p50_ms") / _median(closed["off"], 1, "p50_ms"),
+            "target": "<= 1.15",
+            "holds_if": ("le", TARGETS["p50_1"]),
+        }
+    ]
     for n in (8, 64):
         best = max(fixed, key=lambda name: _median(closed[name], n, "throughput_rps"))
         ours = _median(closed["adaptive"], n, "throughput_rps")
-        rows.append({"name": f"{n} clients: throughput adaptive / best fixed ({best})",
-                     "value": ours / _median(closed[best], n, "throughput_rps"),
-                     "target": ">= 0.95", "holds_if": ("ge", TARGETS[f"fixed_{n}"])})
-    rows.append({"name": "64 clients: throughput adaptive / batching off", "value": _median(closed["adaptive"], 64,
-                 "throughput_rps") / _median(closed["off"], 64, "throughput_rps"), "target": ">= 3",
-                 "holds_if": ("ge", TARGETS["off_64"])})
+        rows.append(
+            {
+                "name": f"{n} clients: throughput adaptive / best fixed ({best})",
+                "value": ours / _median(closed[best], n, "throughput_rps"),
+                "target": ">= 0.95",
+                "holds_if": ("ge", TARGETS[f"fixed_{n}"]),
+            }
+        )
+    rows.append(
+        {
+            "name": "64 clients: throughput adaptive / batching off",
+            "value": _median(closed["adaptive"], 64, "throughput_rps") / _median(closed["off"], 64, "throughput_rps"),
+            "target": ">= 3",
+            "holds_if": ("ge", TARGETS["off_64"]),
+        }
+    )
     for slo, entry in result["slo"].items():
         phases = [("steady 0.8x", entry["steady"])]
         phases += [(f"step {f}x", p) for f, p in zip(STEP_FACTORS, entry["step"], strict=True)]
         for label, phase in phases:
-            rows.append({"name": f"SLO {slo} ms, {label}: server p99 (ms) / refused {phase['refused_fraction']:.1%}",
-                         "value": phase["server_p99_ms"], "target": f"<= {slo}", "holds_if": ("le", float(slo))})
+            rows.append(
+                {
+                    "name": f"SLO {slo} ms, {label}: server p99 (ms) / refused {phase['refused_fraction']:.1%}",
+                    "value": phase["server_p99_ms"],
+                    "target": f"<= {slo}",
+                    "holds_if": ("le", float(slo)),
+                }
+            )
     for row in rows:
         op, bound = row.pop("holds_if")
         value = row["value"]
@@ -229,20 +285,27 @@ def ratios(result: dict) -> list[dict]:
 
 def render(result: dict) -> str:
     """The section as text: saturation, load averages and each ratio against its target."""
-    lines = [f"\nBatching policy (issue 19): saturation (adaptive, 64 clients) {result['saturation_rps']:.0f} req/s; "
-             f"load average {result['load_average_start'][0]:.2f} -> {result['load_average_end'][0]:.2f}"]
+    lines = [
+        f"\nBatching policy (issue 19): saturation (adaptive, 64 clients) {result['saturation_rps']:.0f} req/s; "
+        f"load average {result['load_average_start'][0]:.2f} -> {result['load_average_end'][0]:.2f}"
+    ]
     for row in result["ratios"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.3g}"
-        lines.append(f"  {row['name']:75s} {value:>7s}  target {row['target']:8s} "
-                     f"{'holds' if row['holds'] else 'DOES NOT HOLD'}")
+        lines.append(
+            f"  {row['name']:75s} {value:>7s}  target {row['target']:8s} {'holds' if row['holds'] else 'DOES NOT HOLD'}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench_policy", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["open"])
-    parser.add_argument("--spec", required=True, help="JSON: target, method, payload_file, metrics_url, model, "
-                        "phases [{rate, seconds, skip_s}], channels, timeout_s")
+    parser.add_argument(
+        "--spec",
+        required=True,
+        help="JSON: target, method, payload_file, metrics_url, model, "
+        "phases [{rate, seconds, skip_s}], channels, timeout_s",
+    )
     args = parser.parse_args(argv)
     started_s = time.monotonic()
     results = asyncio.run(_open_phases(json.loads(args.spec)))
