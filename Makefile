@@ -64,7 +64,7 @@ bench: $(VENV)/.installed
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .cache
 
 .PHONY: image-locks deploy-check
 

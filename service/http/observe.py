@@ -34,6 +34,7 @@ class HttpMetrics:
             labels = ("", "", "", "")
         self._metrics.observe_request(protocol, labels, code, duration_s)
 
-    def refused(self, protocol: str, route: str, status: int) -> None:
-        """A request answered before reaching a door (drain, unknown path, wrong method)."""
+    def answered(self, protocol: str, route: str, status: int) -> None:
+        """An exchange outside the API call accounting: health, or refused before a door (drain, unknown
+        path, wrong method). Counted, not timed."""
         self._metrics.observe_http(protocol, route, status, None)

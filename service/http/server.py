@@ -45,7 +45,7 @@ class RequestObserver(Protocol):
 
     def request_started(self, protocol: str, predict: bool) -> None: ...
     def request_finished(self, protocol: str, route: Route, reply: Reply, *, code: str, duration_s: float) -> None: ...
-    def refused(self, protocol: str, route: str, status: int) -> None: ...
+    def answered(self, protocol: str, route: str, status: int) -> None: ...
 
 
 class Door(Protocol):
@@ -115,13 +115,13 @@ class HttpServer:
         found = self._route(request)
         if isinstance(found, web.Response):
             if self._observer is not None:
-                self._observer.refused("", "unknown", found.status)
+                self._observer.answered("", "unknown", found.status)
             return found
         protocol, route, params = found
         if not route.open and self._calls.draining:
             self._calls.refuse()
             if self._observer is not None:
-                self._observer.refused(protocol, route.template, 503)
+                self._observer.answered(protocol, route.template, 503)
             return _error_response(503, DRAINING_MESSAGE, close=True)
         call = Call(
             request,
@@ -131,7 +131,10 @@ class HttpServer:
             self._parse,
         )
         if route.open:
-            return _response((await self._reply(route, call))[0])
+            reply = (await self._reply(route, call))[0]
+            if self._observer is not None:
+                self._observer.answered(protocol, route.template, reply.status)
+            return _response(reply)
         return _response(await self._counted(protocol, route, call, started_s))
 
     async def _counted(self, protocol: str, route: Route, call: Call, started_s: float) -> Reply:

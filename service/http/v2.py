@@ -18,14 +18,15 @@ import orjson
 
 from service.dataplane import DataPlane, ModelRef
 from service.datatypes import of_numpy
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, NotFound
 from service.http.routes import Call, Reply, Route, positive_version
 from service.http.v2json import HEADER_LENGTH, decode_infer, encode_infer
 from service.metrics import V2_REST
-from service.repository.servable import VersionState
+from service.repository.servable import ServableVersion, VersionState
 from service.runtime.base import TensorSpec
 
 EXTENSIONS = ["binary_tensor_data"]
+TF_SERVING_FIELDS = ("model_spec.name: ", "model_spec.version: ", "model_spec.version_label: ")
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 _TEMPLATE = "/v2/models/{model}[/versions/{version}]"
 _PLATFORMS = {"savedmodel": "tensorflow_savedmodel"}
@@ -64,37 +65,56 @@ class V2RestDoor:
         return Reply(b"", 200 if self._server_ready() else 400, content_type="text/plain")
 
     async def model_ready(self, call: Call) -> Reply:
-        versions = self._dataplane.model_status(_ref(call))
+        versions = _v2_messages(self._dataplane.model_status, _ref(call))
         ready = self._server_ready() and any(s.state is VersionState.AVAILABLE for s in versions)
         return Reply(b"", 200 if ready else 400, content_type="text/plain")
 
     async def model_metadata(self, call: Call) -> Reply:
         ref = _ref(call)
-        servable = await self._dataplane.resolve(ref)
+        servable = await self._resolve(ref)
         spec = servable.signature("")
-        available = [
-            s for s in self._dataplane.model_status(ref._replace(version=None)) if s.state is VersionState.AVAILABLE
-        ]
         body = {
             "name": servable.model,
-            "versions": [str(s.version) for s in available],
+            "versions": [str(v) for v in self._dataplane.available_versions(servable.model)],
             "platform": _PLATFORMS.get(servable.variant, f"tflite_{servable.variant}"),
             "inputs": [_tensor(name, t) for name, t in spec.inputs.items()],
             "outputs": [_tensor(name, t) for name, t in spec.outputs.items()],
         }
         return Reply(orjson.dumps(body))
 
+    async def _resolve(self, ref: ModelRef) -> ServableVersion:
+        """dataplane.resolve, its messages without TF Serving's field names (the path names model and version)."""
+        try:
+            return await self._dataplane.resolve(ref)
+        except (NotFound, InvalidArgument) as exc:
+            raise type(exc)(_without_tf_fields(exc.message)) from None
+
     async def infer(self, call: Call) -> Reply:
         ref = _ref(call)
         raw = await call.read_body()
         header, binary = _split(raw, call.request.headers.get(HEADER_LENGTH))
         request = decode_infer(call.parse_json(header, "inference header"), binary, self._max_elements)
-        servable = await self._dataplane.resolve(ref._replace(signature=request.signature))
+        servable = await self._resolve(ref._replace(signature=request.signature))
         result = await self._dataplane.predict(servable, request.signature, request.inputs, list(request.outputs))
         body, headers = encode_infer(servable.model, servable.version, request, result.outputs)
         content_type = "application/octet-stream" if headers else "application/json"
         labels = (servable.model, str(servable.version), servable.variant, result.signature)
         return Reply(body, content_type=content_type, headers=headers, labels=labels)
+
+
+def _v2_messages(query, ref: ModelRef):
+    """`query(ref)`, its error messages without TF Serving's field names."""
+    try:
+        return query(ref)
+    except (NotFound, InvalidArgument) as exc:
+        raise type(exc)(_without_tf_fields(exc.message)) from None
+
+
+def _without_tf_fields(message: str) -> str:
+    for prefix in TF_SERVING_FIELDS:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
 def _split(raw: bytes, header_length: str | None) -> tuple[bytes, memoryview]:

@@ -85,3 +85,10 @@ def test_a_request_through_each_door_lands_in_one_batch(model_repo, tmp_path):
             {"model": "affine", "version": "2", "variant": "savedmodel", "code": "OK", "protocol": protocol},
         )
         assert counted == 1, protocol
+    routes = {
+        "tfserving_rest": "/v1/models/{model}[/versions/{version}|/labels/{label}]:predict",
+        "v2_rest": "/v2/models/{model}[/versions/{version}]/infer",
+    }
+    for protocol, route in routes.items():
+        exchanges = {"route": route, "code": "200", "protocol": protocol}
+        assert registry.get_sample_value("batchwise_http_requests_total", exchanges) == 1, protocol

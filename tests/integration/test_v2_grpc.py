@@ -58,6 +58,8 @@ def export_dtypes(path) -> None:
 def v2_server(model_repo, tmp_path_factory):
     repo = copy_models(model_repo, tmp_path_factory.mktemp("v2") / "repo", "affine", "strings")
     export_dtypes(repo / "dtypes" / "1")
+    (repo / "affine" / "3").mkdir()  # fails to load: state END with an error
+    (repo / "affine" / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
     settings = server_settings(repo, models={"affine": {"version_policy": "all"}}, server={"max_tensor_elements": 4096})
     thread = ServerThread(settings).start()
     yield thread
@@ -88,6 +90,7 @@ def test_model_readiness_follows_the_manager(stub):
         return stub.ModelReady(pb.ModelReadyRequest(name=name, version=version), timeout=10).ready
 
     assert ready("affine") and ready("affine", "1") and ready("affine", "2")
+    assert not ready("affine", "3")  # tracked by the manager, but its load failed (END)
     assert not ready("affine", "9")
     assert not ready("nope")
     error = refused(stub.ModelReady, pb.ModelReadyRequest(name="affine", version="latest"))
@@ -184,7 +187,11 @@ def test_typed_values_out_of_range_are_refused(stub):
     ("request_of", "code", "message"),
     [
         (lambda: infer_request("nope", {"x": X}), "NOT_FOUND", "model_name: model 'nope' is not served"),
-        (lambda: infer_request("affine", {"x": X}, version="9"), "NOT_FOUND", "version 9 is not available"),
+        (
+            lambda: infer_request("affine", {"x": X}, version="9"),
+            "NOT_FOUND",
+            "model_version: model 'affine' version 9 is not",
+        ),
         (lambda: infer_request("affine", {"x": X}, version="v1"), "INVALID_ARGUMENT", "model_version: expected"),
         (lambda: infer_request("affine", {"x": X[:, :2]}), "INVALID_ARGUMENT", "input 'x' expects shape [-1, 3]"),
         (

@@ -166,7 +166,8 @@ def fill_outputs(response: InferResponse, outputs: dict[str, np.ndarray], *, raw
     FP16 has no typed field, so a response with an FP16 output is raw throughout (the protocol
     wants raw for all outputs or none). Raises InvalidArgument for an output dtype with no v2 datatype.
     """
-    kinds = [(name, np.asarray(value), datatypes.of_numpy(np.asarray(value).dtype)) for name, value in outputs.items()]
+    arrays = [(name, np.asarray(value)) for name, value in outputs.items()]
+    kinds = [(name, value, datatypes.of_numpy(value.dtype)) for name, value in arrays]
     raw = raw or any(dt.v2 not in CONTENTS_FIELD for _, _, dt in kinds)
     for name, value, dt in kinds:
         tensor = response.outputs.add()

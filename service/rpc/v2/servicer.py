@@ -25,6 +25,7 @@ from service.validation import check_input_count
 
 SERVER_NAME = "batchwise"
 SIGNATURE_PARAMETER = "signature_name"  # optional request parameter: a signature other than serving_default
+TF_SERVING_FIELDS = ("model_spec.name", "model_spec.version")  # how the data plane's messages name fields
 MAX_VERSION_CHARS = 18  # a positive int64 has at most 19 digits; no served version needs more
 
 
@@ -69,7 +70,7 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
         try:
             ref = ModelRef(request.name, parse_version(request.version, "version"), variant=variant_of(context))
-            servable = await self._resolve(ref, "name")
+            servable = await self._resolve(ref, ("name", "version"))
             versions = self._dataplane.available_versions(servable.model)
         except Exception as exc:
             await abort_with(context, exc)
@@ -82,7 +83,7 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             ref = infer_ref(request, context)
             check_input_count(len(request.inputs))
-            servable = await self._resolve(ref, "model_name")
+            servable = await self._resolve(ref, ("model_name", "model_version"))
             inputs = decode_inputs(request, max_elements=self._max_elements)
             wanted = [output.name for output in request.outputs]
             result = await self._dataplane.predict(servable, ref.signature, inputs, wanted, deadline_of(context))
@@ -100,16 +101,18 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         self._recorder.ok(servable, result.signature, started_s)
         return response
 
-    async def _resolve(self, ref: ModelRef, field: str) -> ServableVersion:
-        """dataplane.resolve, with the v2 field name in the message when the model is not served at all."""
+    async def _resolve(self, ref: ModelRef, fields: tuple[str, str]) -> ServableVersion:
+        """dataplane.resolve, its messages naming this message's (name, version) fields instead of TF Serving's."""
         if not ref.name:
-            raise InvalidArgument(f"{field}: required, got an empty string")
+            raise InvalidArgument(f"{fields[0]}: required, got an empty string")
         try:
             return await self._dataplane.resolve(ref)
-        except NotFound:
-            if not self._dataplane.is_served(ref.name):
-                raise NotFound(f"{field}: model {_shown(ref.name)} is not served") from None
-            raise
+        except (NotFound, InvalidArgument) as exc:
+            message = exc.message
+            for tf_field, field in zip(TF_SERVING_FIELDS, fields, strict=True):
+                if message.startswith(tf_field):
+                    message = field + message[len(tf_field) :]
+            raise type(exc)(message) from None
 
 
 def infer_ref(request: pb.ModelInferRequest, context: grpc.aio.ServicerContext | None = None) -> ModelRef:
