@@ -61,8 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-rounds", type=int, default=3,
                         help="extra interleaved pairs at 64 clients after the peer sweep (ABBA order with it)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flag for our server (repeat)")
-    parser.add_argument("--rest", action=argparse.BooleanOptionalAction, default=True,
-                        help="add the REST section (loadtests/bench_rest.py: REST vs MLServer, HTTP idle on/off)")
+    parser.add_argument("--rest", action=argparse.BooleanOptionalAction, default=True, help="REST (bench_rest.py)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--machine", help="machine name in the file name (default <nproc>cpu-<hostname>)")
     parser.add_argument("--raw-latencies", action="store_true", help="keep every latency in the JSON")
