@@ -58,11 +58,12 @@ class SourceModel:
 
 
 def files_sha256(path: Path) -> str:
-    """SHA-256 over a file, or over a folder's files (relative paths and contents, in sorted order)."""
+    """SHA-256 of a file's bytes, or over a folder's files (relative path, NUL, contents; sorted by path)."""
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        if path.is_dir():  # a single file hashes as `sha256sum` does
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
