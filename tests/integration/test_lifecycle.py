@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from contract.layout import CARD_FILE, variant_path
 from service.api import prediction_service_pb2_grpc
 from tests.support.lifecycle import (
     SteadyLoad,
@@ -118,16 +119,16 @@ def _missing_variables(folder):
 def _only_tflite(folder, data: bytes, card: dict | None = None):
     (folder / "saved_model.pb").unlink()
     shutil.rmtree(folder / "variables")
-    (folder / "tflite").mkdir()
-    (folder / "tflite" / "float32.tflite").write_bytes(data)
-    (folder / "model_card.json").write_text(json.dumps(card)) if card else (folder / "model_card.json").unlink()
+    variant_path(folder, "float32").parent.mkdir()
+    variant_path(folder, "float32").write_bytes(data)
+    (folder / CARD_FILE).write_text(json.dumps(card)) if card else (folder / CARD_FILE).unlink()
 
 
 @pytest.mark.slow
 def test_corrupt_versions_under_load_fail_nothing_and_are_retried_when_fixed(tmp_path, sources, start_server):
     litert = build_litert_models()
     publish(sources["mlp"], tmp_path, "k", 1)
-    card = json.loads((sources["mlp"] / "model_card.json").read_text())
+    card = json.loads((sources["mlp"] / CARD_FILE).read_text())
     sample = np.asarray(card["samples"]["inputs"]["features"], np.float32)
     expected = np.asarray(card["samples"]["outputs"]["probabilities"], np.float32)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.layout import variant_path
 from service.batching import DynamicBatcher
 from service.errors import ModelLoadError
 from service.repository.manager import ModelManager
@@ -34,8 +35,8 @@ def publish(root: Path, model: str, version: int, *, corrupt: bool = False, tfli
     tmp.mkdir(parents=True)
     (tmp / "saved_model.pb").write_bytes(b"corrupt" if corrupt else b"fake")
     if tflite:
-        (tmp / "tflite").mkdir()
-        (tmp / "tflite" / "float32.tflite").write_bytes(b"fake")
+        variant_path(tmp, "float32").parent.mkdir()
+        variant_path(tmp, "float32").write_bytes(b"fake")
     final = root / model / str(version)
     tmp.rename(final)
     return final
