@@ -104,10 +104,10 @@ def _load_keras(path: Path) -> SourceModel:
         raise TrainerError(f"{path}: the model's inputs need distinct names, got {names}")
     output_names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
     inputs = {
-        n: TensorSpec(np.dtype(t.dtype).name, (None, *t.shape[1:])) for n, t in zip(names, model.inputs, strict=True)
+        n: TensorSpec(_dtype_name(t.dtype), (None, *t.shape[1:])) for n, t in zip(names, model.inputs, strict=True)
     }
     outputs = {
-        n: TensorSpec(np.dtype(t.dtype).name, (None, *t.shape[1:]))
+        n: TensorSpec(_dtype_name(t.dtype), (None, *t.shape[1:]))
         for n, t in zip(output_names, model.outputs, strict=True)
     }
 
@@ -178,6 +178,13 @@ def _spec(tensor_spec) -> TensorSpec:
     shape = tensor_spec.shape
     dims = tuple(shape.as_list()) if shape.rank is not None else ()
     return TensorSpec(tensor_spec.dtype.name, dims)
+
+
+def _dtype_name(dtype) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:  # e.g. "string", which numpy does not know; refused by load_source
+        return str(dtype)
 
 
 def _typed(feed: Mapping[str, np.ndarray], specs: Mapping[str, TensorSpec]) -> dict[str, np.ndarray]:

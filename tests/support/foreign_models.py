@@ -102,3 +102,17 @@ def build_classifier(folder: Path) -> tuple[Path, Path, Path]:
     np.savez(calibration, x=x[:100])
     np.savez(evaluation, measurements=x[100:], y=y[100:])
     return path, calibration, evaluation
+
+
+def build_unconvertible(folder: Path) -> tuple[Path, Path]:
+    """(an LSTM that is not unrolled: its TensorList ops need Flex, a model with a string input)."""
+    import keras
+
+    tokens = keras.Input((5,), name="tokens", dtype="int32")
+    lstm = keras.Model(tokens, keras.layers.Dense(1)(keras.layers.LSTM(4)(keras.layers.Embedding(10, 4)(tokens))))
+    text = keras.Input((1,), name="text", dtype="string")
+    strings = keras.Model(text, keras.layers.StringLookup(vocabulary=["a", "b"])(text))
+    paths = folder / "lstm.keras", folder / "strings.keras"
+    lstm.save(paths[0])
+    strings.save(paths[1])
+    return paths

@@ -14,7 +14,12 @@ import pytest
 from contract.card import load_card
 from models.cli import main as cli_main
 from models.evaluate import LiteRTModel
-from tests.support.foreign_models import build_classifier, build_regression_savedmodel, build_two_input
+from tests.support.foreign_models import (
+    build_classifier,
+    build_regression_savedmodel,
+    build_two_input,
+    build_unconvertible,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +29,7 @@ def foreign(tmp_path_factory):
         "two": build_two_input(folder),
         "regression": build_regression_savedmodel(folder),
         "classifier": build_classifier(folder),
+        "unconvertible": build_unconvertible(folder),
     }
 
 
@@ -184,6 +190,11 @@ def test_classifier_with_labelled_eval_data(foreign, tmp_path):
         (["{regression}", "--signature", "nope"], "no signature 'nope'"),
         (["{classifier}", "--task", "classification", "--eval-data", "{two_calibration}"], "no array for input"),
         (["{two}", "--variants", "int4"], "unknown TFLite variant"),
+        (
+            ["{lstm}", "--variants", "float32,dynamic"],
+            "converter cannot take this model: conversion failed: 'tf.TensorListReserve' op",
+        ),
+        (["{strings}"], "input 'text' has dtype string"),
     ],
 )
 def test_bad_input_is_one_error_line_and_writes_nothing(foreign, tmp_path, args, message):
@@ -199,6 +210,8 @@ def test_bad_input_is_one_error_line_and_writes_nothing(foreign, tmp_path, args,
         "regression_csv": regression_csv,
         "classifier": classifier,
         "eval": evaluation,
+        "lstm": foreign["unconvertible"][0],
+        "strings": foreign["unconvertible"][1],
     }
     argv = [arg.format(**values) for arg in args]
     repository = tmp_path / "repo"
