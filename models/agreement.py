@@ -23,7 +23,7 @@ class AgreementGate:
             return {"min_top1_agreement": self.min_top1}
         return {"max_abs_error": self.max_abs_error, "max_mean_abs_error": self.max_mean_abs_error}
 
-    def refusal(self, figures: Mapping[str, float]) -> str | None:
+    def refusal(self, figures: Mapping[str, float | None]) -> str | None:
         """Why a variant with these figures is refused, or None when it passes."""
         if self.classify:
             if not figures["top1_agreement"] >= self.min_top1:
@@ -32,6 +32,8 @@ class AgreementGate:
                     f"{self.min_top1} ({figures['rows']} held-out rows)"
                 )
             return None
+        if figures["max_abs_error"] is None:
+            return "outputs hold NaN or infinity where the source model's do not"
         if not figures["max_abs_error"] <= self.max_abs_error:
             return (
                 f"max abs error {figures['max_abs_error']:.4g} vs the source model exceeds "
@@ -45,26 +47,32 @@ class AgreementGate:
         return None
 
 
-def agreement(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict[str, float]:
+def agreement(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict:
     """Figures over all outputs: rows, max and mean absolute error, top-1 agreement (worst output).
 
-    Top-1 uses argmax over the last axis, or > 0.5 for a single score per row. NaN counts as failing.
+    Top-1 uses argmax over the last axis, or > 0.5 for a single score per row. An error is None
+    (JSON null) when an output holds NaN or infinity; the gate refuses that.
     """
     max_errors, mean_errors, top1 = [], [], []
     for name, expected in reference.items():
         want = np.asarray(expected, dtype=np.float64)
         got = np.asarray(candidate[name], dtype=np.float64).reshape(want.shape)
         diff = np.abs(got - want)
-        max_errors.append(float(np.max(diff, initial=0.0)) if np.all(np.isfinite(diff)) else float("inf"))
-        mean_errors.append(float(np.mean(diff)) if np.all(np.isfinite(diff)) else float("inf"))
+        finite = bool(np.all(np.isfinite(diff)))
+        max_errors.append(float(np.max(diff, initial=0.0)) if finite else None)
+        mean_errors.append(float(np.mean(diff)) if finite else None)
         top1.append(float(np.mean(_classes(got) == _classes(want))))
     rows = len(next(iter(reference.values())))
     return {
         "rows": rows,
-        "max_abs_error": max(max_errors),
-        "mean_abs_error": max(mean_errors),
+        "max_abs_error": _worst(max_errors),
+        "mean_abs_error": _worst(mean_errors),
         "top1_agreement": min(top1),
     }
+
+
+def _worst(errors: list[float | None]) -> float | None:
+    return None if None in errors else max(errors)
 
 
 def _classes(outputs: np.ndarray) -> np.ndarray:
