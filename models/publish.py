@@ -15,10 +15,11 @@ from models.errors import TrainerError
 from models.export import choose_version, validate_model_name
 from models.options import VARIANTS
 from models.report import Reporter, summary_table
-from models.rows import load_rows, split_rows
+from models.rows import load_rows, split_rows, take
 from models.stale import DEFAULT_STALE_AFTER_S, reclaim_stale_tmp
 
 HELD_OUT_FRACTION = 0.2
+MAX_CALIBRATION_ROWS = 200  # as the trainer (quantize.REPRESENTATIVE_ROWS); more rows cost conversion time
 SYNTHETIC_ROWS = 16
 
 
@@ -91,10 +92,12 @@ def _plan(opts: PublishOptions, source, version: int, reporter: Reporter):
     if opts.calibration_data is not None:
         rows, _ = load_rows(opts.calibration_data, source.inputs, labelled=False)
         calibration, held_out = split_rows(rows, HELD_OUT_FRACTION, opts.seed)
+        calibration = take(calibration, MAX_CALIBRATION_ROWS)
         data["calibration"] = {
             "path": str(opts.calibration_data),
             "rows": len(next(iter(rows.values()))),
             "held_out_rows": len(next(iter(held_out.values()))),
+            "calibrated_on_rows": len(next(iter(calibration.values()))),
         }
     elif "int8" in opts.variants:
         notes.append("int8 not produced: no --calibration-data (full-integer int8 needs representative rows)")
