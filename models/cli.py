@@ -16,6 +16,11 @@ DESCRIPTION = """Train a tf.keras recipe and publish it atomically into a Batchw
 <repository>/<model-name>/<version>/ with a SavedModel (signature serving_default), TFLite variants
 (float32, float16, dynamic-range int8, full-integer int8) that pass the quality gate, and model_card.json."""
 
+PUBLISH_NOTE = """
+
+`publish` does the same for a model trained elsewhere (a .keras file or a SavedModel folder):
+python -m models publish SOURCE --repository DIR --model-name NAME (see docs/own-model.md)."""
+
 RECIPES_HELP = """recipes:
   iris      Dense(10) -> Dense(3) on scikit-learn's iris data (input `features` [N,4])
   digits    CNN on scikit-learn's 8x8 digits (input `pixels` [N,8,8,1] in 0..1)
@@ -87,7 +92,7 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
-    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION + PUBLISH_NOTE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,publish}")
     train = commands.add_parser("train", help="train a recipe and publish a version", description=DESCRIPTION,

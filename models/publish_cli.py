@@ -20,7 +20,7 @@ EPILOG = """data files:
 
 quality gate:
   with --eval-data and --task: accuracy (or MSE) of each variant vs the SavedModel, --max-accuracy-drop
-  without labels: agreement with the source model on held-out calibration rows (20%%): top-1 agreement
+  without labels: agreement with the source model on held-out calibration rows (20%): top-1 agreement
   for --task classification, else max and mean absolute error over all outputs.
 int8 (full-integer) needs --calibration-data; it is never calibrated on random data.
 Exit status: 0 published, 2 bad input (one `error: ...` line, nothing written)."""
@@ -41,7 +41,17 @@ def add_publish_parser(commands) -> None:
     where.add_argument("--model-name", required=True, help="published model name")
     where.add_argument("--version", type=int, help="version to publish (default: next free integer)")
     where.add_argument("--signature", help="SavedModel signature to publish (default serving_default)")
-    data = parser.add_argument_group("data and quality gate")
+    _add_gate_options(parser.add_argument_group("data and quality gate"))
+    parser.add_argument(
+        "--stale-tmp-after-s",
+        type=float,
+        default=DEFAULT_STALE_AFTER_S,
+        help="reclaim .tmp-* folders of killed runs older than this (default %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="only the summary")
+
+
+def _add_gate_options(data) -> None:
     data.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -79,13 +89,6 @@ def add_publish_parser(commands) -> None:
         help="without labels: max mean absolute error vs the source (default 0.02)",
     )
     data.add_argument("--seed", type=int, default=0, help="seed for the calibration/held-out split")
-    parser.add_argument(
-        "--stale-tmp-after-s",
-        type=float,
-        default=DEFAULT_STALE_AFTER_S,
-        help="reclaim .tmp-* folders of killed runs older than this (default %(default)s)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="only the summary")
 
 
 def publish_options(args: argparse.Namespace):
