@@ -98,3 +98,13 @@ def test_a_publish_killed_with_sigkill_is_reclaimed_by_the_next_run(tmp_path):
     assert not left.exists()
     assert sorted(p.name for p in (repository / "two").iterdir()) == ["1"]
     assert not (repository / "two" / "1" / WRITER_FILE).exists()
+
+
+def test_train_reclaims_at_its_start(tmp_path, capsys):
+    from models.cli import main as cli_main
+
+    dead = tmp_folder(tmp_path, ".tmp-1-ab", {**writer_identity(), "pid": dead_pid()}, age_s=5)
+    missing = tmp_path / "missing.csv"
+    argv = ["train", "tabular", "--repository", str(tmp_path), "--data", str(missing), "--stale-tmp-after-s", "1"]
+    assert cli_main(argv) == 2  # stops at the missing data file, after reclaiming
+    assert not dead.exists() and "data file not found" in capsys.readouterr().err
