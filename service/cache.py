@@ -26,17 +26,27 @@ class BoundedCache(Generic[K, V]):
         self.misses = 0
         self._entries: dict[K, V] = {}
 
-    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
-        """The cached value for `key`, else `make()` stored under it. An exception from make() stores nothing."""
+    def get(self, key: K) -> V | None:
+        """The cached value for `key`, or None (a miss: compute it and `put` it)."""
         value = self._entries.get(key)
-        if value is not None:
+        if value is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return value
-        self.misses += 1
-        value = make()
-        if len(self._entries) >= self.capacity:
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Store `value` under `key`, making room by dropping the oldest entry when full."""
+        if key not in self._entries and len(self._entries) >= self.capacity:
             del self._entries[next(iter(self._entries))]
         self._entries[key] = value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        """The cached value for `key`, else `make()` stored under it. An exception from make() stores nothing."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
         return value
 
     def __len__(self) -> int:

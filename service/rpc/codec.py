@@ -266,10 +266,12 @@ def _decode_plain_content(
     """
     shape_proto = proto.tensor_shape
     shape_bytes = shape_proto.SerializeToString()
-    if shapes is None:
-        checked = _checked_shape(shape_proto, max_elements)
-    else:  # raises for shapes we refuse (never cached)
-        checked = shapes.get_or_make((shape_bytes, max_elements), lambda: _checked_shape(shape_proto, max_elements))
+    key = (shape_bytes, max_elements)
+    checked = shapes.get(key) if shapes is not None else None
+    if checked is None:
+        checked = _checked_shape(shape_proto, max_elements)  # raises for shapes we refuse (never cached)
+        if shapes is not None:
+            shapes.put(key, checked)
     expected = _varint_field_size(dt) + _varint_field_size(proto.version_number) + _bytes_field_size(len(content))
     if proto.HasField("tensor_shape"):
         expected += _bytes_field_size(len(shape_bytes))

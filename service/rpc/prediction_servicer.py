@@ -109,7 +109,10 @@ def predict_response(result: PredictResult, skeletons: SkeletonCache | None = No
     else:
         layout = tuple([(name, value.dtype, value.shape) for name, value in outputs.items()])
         key = (result.servable.model, result.servable.version, result.signature, layout)
-        skeleton = skeletons.get_or_make(key, lambda: _skeleton(result))
+        skeleton = skeletons.get(key)
+        if skeleton is None:
+            skeleton = _skeleton(result)
+            skeletons.put(key, skeleton)
     response = predict_pb2.PredictResponse()
     response.CopyFrom(skeleton)
     encoded = response.outputs

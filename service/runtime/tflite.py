@@ -11,7 +11,7 @@ import logging
 import queue
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +67,19 @@ class _Tensor:
     def decode(self, value: np.ndarray) -> np.ndarray:
         return dequantize(value, self.scale, self.zero_point) if self.quantized else value
 
+    @cached_property
+    def float_range(self) -> tuple[float, float]:
+        """The floats a quantized tensor represents: [(qmin - zero_point) * scale, (qmax - zero_point) * scale]."""
+        info = np.iinfo(self.dtype)
+        return (info.min - self.zero_point) * self.scale, (info.max - self.zero_point) * self.scale
+
     def clipped(self, value: np.ndarray) -> int:
         """How many of `value`'s elements lie outside the range this quantized input can represent,
         [(qmin - zero_point) * scale, (qmax - zero_point) * scale]: quantizing saturates them.
 
         One vectorised min and max per call; elements are counted only when one is out of range.
         """
-        info = np.iinfo(self.dtype)
-        low, high = (info.min - self.zero_point) * self.scale, (info.max - self.zero_point) * self.scale
+        low, high = self.float_range
         value = np.asarray(value)
         if value.size == 0 or (value.min() >= low and value.max() <= high):
             return 0  # NaN fails both tests and is counted below as not clipped
