@@ -6,7 +6,10 @@ and size measures, `scoring` for the labelled gate, and `contract.card` for the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,7 +150,8 @@ def _tflite_entry(folder: Path, name: str, plan: PublishPlan, reference: dict, s
         )
         return entry
     try:
-        model_bytes = convert(folder, name, None, plan.calibration)
+        with native_stderr_silenced():  # the converter's MLIR dump; its exception carries the message
+            model_bytes = convert(folder, name, None, plan.calibration)
         runtime = LiteRTModel(model_bytes)
     except Exception as exc:  # the converter raises many types; its message names the op
         entry["refused_reason"] = f"conversion failed: {_first_line(exc)}"
@@ -175,6 +179,23 @@ def _tflite_entry(folder: Path, name: str, plan: PublishPlan, reference: dict, s
     path.write_bytes(model_bytes)
     entry["published"] = True
     return entry
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ code writes) to /dev/null for the block; Python's stderr is kept.
+
+    NOTE: process-wide while it lasts; publish runs one conversion at a time.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _gate_section(plan: PublishPlan) -> tuple[str, dict]:

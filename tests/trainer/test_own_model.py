@@ -227,3 +227,14 @@ def test_cli_subprocess_exit_status(foreign, tmp_path, cli):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: invalid model name")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_unconvertible_model_in_a_subprocess_ends_with_one_error_line(foreign, tmp_path, cli):
+    lstm = foreign["unconvertible"][0]
+    result = cli("publish", lstm, "--repository", tmp_path, "--model-name", "lstm", "--variants", "float32")
+    assert result.returncode == 2
+    assert "loc(" not in result.stderr  # the converter's MLIR dump stays out of the user's terminal
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'tf.TensorListReserve' op" in errors[0]
+    assert list(tmp_path.iterdir()) == []
