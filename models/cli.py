@@ -1,4 +1,4 @@
-"""Command line: `python -m models train <recipe> --repository DIR [options]`."""
+"""Command line: `python -m models train <recipe> ...` and `python -m models publish SOURCE ...`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from pathlib import Path
 
 from models.errors import TrainerError
 from models.options import OPTIMIZERS, STRATEGIES, VARIANTS, TrainOptions
+from models.publish_cli import add_publish_parser, run_publish
 from models.recipes import RECIPES
+from models.stale import DEFAULT_STALE_AFTER_S
 
 DESCRIPTION = """Train a tf.keras recipe and publish it atomically into a Batchwise model repository as
 <repository>/<model-name>/<version>/ with a SavedModel (signature serving_default), TFLite variants
 (float32, float16, dynamic-range int8, full-integer int8) that pass the quality gate, and model_card.json."""
+
+PUBLISH_NOTE = """
+
+`publish` does the same for a model trained elsewhere (a .keras file or a SavedModel folder):
+python -m models publish SOURCE --repository DIR --model-name NAME (see docs/own-model.md)."""
 
 DATA_HELP = """--data formats: .csv with a header row (label column `label`, or --label-column, or the last one),
 or .npz with arrays `x` and `y`. Exit status: 0 published (or non-chief worker done), 2 bad input."""
@@ -46,6 +53,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                      help="mirrored: MirroredStrategy over the visible devices; multiworker: "
                           "MultiWorkerMirroredStrategy configured by TF_CONFIG (only the chief publishes)")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch progress; only the summary")
+    fit.add_argument("--stale-tmp-after-s", type=float, default=DEFAULT_STALE_AFTER_S,
+                     help="reclaim .tmp-* folders of killed runs older than this (default %(default)s)")
 
 
 def _add_feature_options(parser: argparse.ArgumentParser) -> None:
@@ -83,15 +92,16 @@ def _add_feature_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for the whole CLI."""
-    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION + PUBLISH_NOTE,
                                      epilog=f"{recipes_help()}\n\nEvery option: python -m models train --help",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="train")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,publish}")
     train = commands.add_parser("train", help="train a recipe and publish a version", description=DESCRIPTION,
                                 epilog=f"{recipes_help()}\n\n{DATA_HELP}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(train)
     _add_feature_options(train)
+    add_publish_parser(commands)
     return parser
 
 
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse argv, run the command, print one `error: ...` line on bad input. Returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        _run(args)
+        run_publish(args) if args.command == "publish" else _run(args)
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from models.export import SIGNATURE
+from models.stale import WRITER_FILE
 
 EVAL_CHUNK_ROWS = 256
 WARMUP_CALLS = 20
@@ -121,4 +122,4 @@ def file_sizes(paths: list[Path]) -> tuple[int, int]:
 def savedmodel_files(root: Path) -> list[Path]:
     """The SavedModel's own files under a version folder (saved_model.pb, variables/, assets/...)."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tflite"
-                  and p.name != "model_card.json")
+                  and p.name not in {"model_card.json", WRITER_FILE})

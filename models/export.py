@@ -13,6 +13,7 @@ import numpy as np
 
 from contract.layout import MODEL_NAME_RULE, is_model_name, parse_version
 from models.errors import TrainerError
+from models.stale import mark_writer, unmark_writer
 
 SIGNATURE = "serving_default"
 T = TypeVar("T")
@@ -58,9 +59,11 @@ def publish(repository: Path, name: str, version: int, write: Callable[[Path], T
     final = model_dir / str(version)
     try:
         tmp.mkdir()
+        mark_writer(tmp)  # lets a later run reclaim the folder if this process is killed (models.stale)
         result = write(tmp)
         if final.exists():
             raise TrainerError(f"{name} version {version} was published by someone else meanwhile")
+        unmark_writer(tmp)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,6 +53,7 @@ class TrainOptions:
     task: str = "classification"
     label_column: str | None = None
     rnn: str = "lstm"
+    stale_tmp_after_s: float = 600.0  # models.stale.DEFAULT_STALE_AFTER_S
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ from models.export import choose_version, validate_model_name
 from models.options import TrainOptions
 from models.recipes import get_recipe
 from models.report import Reporter, summary_table
+from models.stale import reclaim_stale_tmp
 
 
 @dataclass
@@ -31,6 +32,8 @@ def run(opts: TrainOptions, reporter: Reporter) -> RunResult:
     opts = opts.resolved(recipe.defaults)
     _check_options(opts)
     validate_model_name(opts.name)
+    for line in reclaim_stale_tmp(opts.repository, opts.stale_tmp_after_s):
+        reporter.progress(line)
     version = choose_version(opts.repository, opts.name, opts.version)
     data = recipe.load_data(opts)  # before TensorFlow: bad input fails fast and quietly
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,14 @@ def representative_rows(x_train: np.ndarray, seed: int, rows: int = REPRESENTATI
     return x_train[rng.permutation(len(x_train))[:rows]]
 
 
-def convert(saved_model_dir: Path, variant: str, input_name: str, calibration: np.ndarray) -> bytes:
+def convert(saved_model_dir: Path, variant: str, input_name: str | None,
+            calibration: np.ndarray | Mapping[str, np.ndarray] | None) -> bytes:
     """Convert the `serving_default` signature of saved_model_dir to a TFLite flatbuffer.
 
     variant: float32 (no optimization), float16 (float16 weights), dynamic (int8 weights, float
     interface), int8 (full-integer, calibrated on `calibration` rows, int8 input/output for float
-    tensors; integer inputs such as token ids keep their type). Returns the model bytes; raises
+    tensors; integer inputs such as token ids keep their type). `calibration` is one array for the
+    input `input_name`, or arrays keyed by input name (then input_name is unused). Returns the model bytes; raises
     whatever the converter raises when an op cannot be converted.
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE])
@@ -38,7 +40,8 @@ def convert(saved_model_dir: Path, variant: str, input_name: str, calibration: n
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: _calibration_feed(input_name, calibration)
+        rows = calibration if isinstance(calibration, Mapping) else {input_name: calibration}
+        converter.representative_dataset = lambda: _calibration_feed(rows)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -50,6 +53,6 @@ def convert(saved_model_dir: Path, variant: str, input_name: str, calibration: n
         return converter.convert()
 
 
-def _calibration_feed(input_name: str, rows: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
-    for index in range(len(rows)):
-        yield {input_name: rows[index : index + 1]}
+def _calibration_feed(rows: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    for index in range(len(next(iter(rows.values())))):
+        yield {name: value[index : index + 1] for name, value in rows.items()}

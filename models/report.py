@@ -41,7 +41,7 @@ def _size(value: int | None) -> str:
 
 
 def _row(name: str, variant: dict, metric: str) -> list[str]:
-    value = variant.get(metric)
+    value = variant.get(metric, variant.get("agreement", {}).get(metric))
     latency = variant.get("latency_ms_batch1")
     return [
         name,
@@ -55,13 +55,22 @@ def _row(name: str, variant: dict, metric: str) -> list[str]:
     ]
 
 
+def _metric(card: dict) -> str:
+    """The column to show: the labelled metric, else the label-free gate's figure (published models)."""
+    reference = card["variants"].get("savedmodel", {})
+    if "recipe" in card or "accuracy" in reference or "mse" in reference:
+        return "mse" if card.get("task") == "regression" else "accuracy"
+    return "top1_agreement" if card.get("task") in ("classification", "binary") else "max_abs_error"
+
+
 def summary_table(card: dict) -> str:
     """Render the card's variants as an aligned plain-text table, preceded by a title line."""
-    metric = "mse" if card["task"] == "regression" else "accuracy"
+    metric = _metric(card)
     header = [column.format(metric=metric) for column in COLUMNS]
     rows = [_row(name, variant, metric) for name, variant in card["variants"].items()]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [f"summary: {card['name']} version {card['version']} (recipe {card['recipe']}, task {card['task']})"]
+    origin = f"recipe {card['recipe']}" if "recipe" in card else f"source {card.get('source', {}).get('path')}"
+    lines = [f"summary: {card['name']} version {card['version']} ({origin}, task {card.get('task', 'unknown')})"]
     for cells in [header, *rows]:
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
     for phase, value in card.get("phases", {}).items():
