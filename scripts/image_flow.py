@@ -68,7 +68,9 @@ def start_server(docker: Docker, name: str, image: str, repository: Path, grpc_p
     """Start a server container on `repository` with its gRPC port at `grpc_port` (BATCHWISE_SERVER__PORT)."""
     options = [*READONLY_OPTIONS, "-v", f"{repository}:/models:ro", "--health-interval", "2s"]
     options += ["-p", f"127.0.0.1::{grpc_port}", "-p", "127.0.0.1::8502"]
-    env = {"BATCHWISE_SERVER__PORT": str(grpc_port), "BATCHWISE_BATCHING__BATCH_TIMEOUT_MS": str(BATCH_TIMEOUT_MS),
+    # mode=fixed: the adaptive default would run a lone request at once, and nothing would be in flight.
+    env = {"BATCHWISE_SERVER__PORT": str(grpc_port), "BATCHWISE_BATCHING__MODE": "fixed",
+           "BATCHWISE_BATCHING__BATCH_TIMEOUT_MS": str(BATCH_TIMEOUT_MS),
            "BATCHWISE_BATCHING__BATCH_IDLE_TIMEOUT_MS": "0"}  # fmt: skip
     options += [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
     container = docker.start(image, *options)
