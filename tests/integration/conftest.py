@@ -1,11 +1,12 @@
-"""Fixtures for lifecycle tests: model sources to publish from, and a per-test server factory."""
+"""Fixtures for integration tests: model sources to publish from, a per-test server factory, a slow server."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support.models import export_affine
-from tests.support.server import ServerThread
+from tests.support.repos import copy_models
+from tests.support.server import ServerThread, server_settings
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +35,14 @@ def start_server():
     for thread in started:
         thread.stop()
 
+
+@pytest.fixture()
+def slow_server(model_repo, tmp_path):
+    """affine only, in fixed mode with a 3 s batch timeout and no idle timeout, so that a request stays
+    queued while a drain test looks at the server; stopped after the test unless the test stopped it."""
+    repo = copy_models(model_repo, tmp_path / "repo", "affine")
+    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
+    thread = ServerThread(server_settings(repo, batching=slow)).start()
+    yield thread
+    if not thread.server._stopping:
+        thread.stop()

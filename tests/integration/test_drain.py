@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import pytest
@@ -11,31 +10,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api import prediction_service_pb2_grpc
 from service.rpc.drain import DRAINING_MESSAGE
-from tests.support.repos import copy_models
 from tests.support.requests import affine_request
-from tests.support.server import ServerThread, server_settings
+from tests.support.server import wait_for
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.fixture()
-def slow_server(model_repo, tmp_path):
-    """affine only, with a 3 s batch timeout so that a call stays queued while the test looks at the drain."""
-    repo = copy_models(model_repo, tmp_path / "repo", "affine")
-    # fixed mode, no idle timeout: the timer alone decides
-    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
-    thread = ServerThread(server_settings(repo, batching=slow)).start()
-    yield thread
-    if not thread.server._stopping:
-        thread.stop()
 
 
-def _wait_for(condition, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_drain_refuses_new_calls_and_finishes_queued_ones(slow_server):
@@ -43,7 +26,7 @@ def test_drain_refuses_new_calls_and_finishes_queued_ones(slow_server):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
     queued = stub.Predict.future(affine_request(), timeout=60)
-    _wait_for(lambda: slow_server.server.calls.in_flight == 1)
+    wait_for(lambda: slow_server.server.calls.in_flight == 1)
     watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=60)
     assert next(watch).status == SERVING
 

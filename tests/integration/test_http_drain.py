@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from service.http.server import DRAINING_MESSAGE
-from tests.support.repos import copy_models
-from tests.support.server import ServerThread, server_settings
+from tests.support.server import wait_for
 
 BODY = {"instances": [[1.0, 2.0, 3.0]]}
 
 
-@pytest.fixture()
-def slow_server(model_repo, tmp_path):
-    """affine only, with a 3 s batch timeout so that a request stays queued while the test looks at the drain."""
-    repo = copy_models(model_repo, tmp_path / "repo", "affine")
-    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
-    thread = ServerThread(server_settings(repo, batching=slow)).start()
-    yield thread
-    if not thread.server._stopping:
-        thread.stop()
 
 
-def _wait_for(condition, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_drain_refuses_new_http_requests_and_finishes_accepted_ones(slow_server):
@@ -41,9 +25,9 @@ def test_drain_refuses_new_http_requests_and_finishes_accepted_ones(slow_server)
         queued = pool.submit(requests.post, url + "/v1/models/affine:predict", json=BODY, timeout=60)
         infer = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
         queued_v2 = pool.submit(requests.post, url + "/v2/models/affine/infer", json=infer, timeout=60)
-        _wait_for(lambda: slow_server.server.calls.in_flight == 2)
+        wait_for(lambda: slow_server.server.calls.in_flight == 2)
         stopping = asyncio.run_coroutine_threadsafe(slow_server.server.stop(30), slow_server.loop)
-        _wait_for(lambda: slow_server.server.calls.draining)
+        wait_for(lambda: slow_server.server.calls.draining)
 
         refused = requests.post(url + "/v1/models/affine:predict", json=BODY, timeout=10)
         assert refused.status_code == 503

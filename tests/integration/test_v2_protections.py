@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import numpy as np
@@ -15,7 +14,7 @@ from service.api import grpc_service_pb2_grpc, prediction_service_pb2_grpc
 from service.rpc.drain import DRAINING_MESSAGE
 from tests.support.repos import copy_models
 from tests.support.requests import predict_request
-from tests.support.server import ServerThread, server_settings
+from tests.support.server import ServerThread, server_settings, wait_for
 from tests.support.v2 import infer_request, outputs_of
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -114,11 +113,6 @@ def slow_server(repo, tmp_path):
         thread.stop()
 
 
-def _wait_for(condition, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_a_v2_call_and_a_predict_merge_into_one_batch(slow_server):
@@ -143,9 +137,9 @@ def test_drain_finishes_accepted_v2_calls_and_refuses_new_ones(slow_server):
     channel = grpc.insecure_channel(slow_server.target)
     stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
     queued = stub.ModelInfer.future(infer_request("affine", {"x": X}), timeout=60)  # waits for a second row
-    _wait_for(lambda: slow_server.server.calls.in_flight == 1)
+    wait_for(lambda: slow_server.server.calls.in_flight == 1)
     stopping = asyncio.run_coroutine_threadsafe(slow_server.server.stop(30), slow_server.loop)
-    _wait_for(lambda: slow_server.server._stopping)
+    wait_for(lambda: slow_server.server._stopping)
     error = refusal(stub.ModelInfer, infer_request("affine", {"x": X}))
     assert error.code() == grpc.StatusCode.UNAVAILABLE and error.details() == DRAINING_MESSAGE
     assert not queued.done()

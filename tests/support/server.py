@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 from service.app import BatchwiseServer
@@ -58,3 +59,11 @@ def server_settings(repo, **sections: dict) -> Settings:
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return Settings(**base)
+
+
+def wait_for(condition, timeout_s: float = 30) -> None:
+    """Poll `condition` every 10 ms until it is true; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
