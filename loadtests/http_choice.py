@@ -2,11 +2,15 @@
 
     .venv/bin/python -m loadtests.http_choice servers   # needs h2load (Debian nghttp2-client) and uvicorn+starlette
     .venv/bin/python -m loadtests.http_choice json
+    .venv/bin/python -m loadtests.http_choice decode
 
 `servers`: each candidate answers the same TF Serving REST predict (a one-row MNIST body, ~6 KB of
 JSON, parsed with orjson; a fixed 10-float reply) in its own process on uvloop; h2load (C, HTTP/1.1,
 64 connections) drives it for 8 s per point, in ABBA order, twice. `json`: decode that body and encode
 a 10-float reply and a 784-float numpy array with orjson and the standard library, interleaved.
+`decode`: that body, and the same values laid out as MNIST's (1, 28, 28, 1), to the float32 array a
+model takes: through orjson's lists and np.asarray (the first REST path) and through
+service/http/jsondoc.py (simdjson), interleaved.
 uvicorn and starlette are not dependencies: install them by hand to rerun the comparison.
 """
 
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +188,26 @@ def compare_json(rounds: int, repeat: int = 2000) -> dict[str, list[float]]:
         json.dumps({"predictions": array.tolist()}).encode()
 
     candidates = {"orjson": with_orjson, "json": with_json}
+    return _interleaved(candidates, rounds, repeat)
+
+
+def compare_decode(rounds: int, repeat: int = 2000) -> dict[str, list[float]]:
+    """Microseconds per decode of a one-row body into the model's float32 input, per path and input
+    layout (flat (1, 784) as BODY, and MNIST's (1, 28, 28, 1)), ABBA."""
+    from service.http import jsondoc
+    from service.http.tensors import numeric_array
+
+    float32 = np.dtype(np.float32)
+    image = json.dumps({"instances": np.asarray(ROW).reshape(1, 28, 28, 1).tolist()}).encode()
+    candidates = {}
+    for layout, body in (("(1, 784)", BODY), ("(1, 28, 28, 1)", image)):
+        candidates[f"orjson+np.asarray {layout}"] = partial(_decode, orjson.loads, body, float32, numeric_array)
+        candidates[f"simdjson/jsondoc {layout}"] = partial(_decode, jsondoc.loads, body, float32, numeric_array)
+    return _interleaved(candidates, rounds, repeat)
+
+
+def _interleaved(candidates: dict, rounds: int, repeat: int) -> dict[str, list[float]]:
+    """Microseconds per call of each candidate, `repeat` calls a run, in ABBA order `rounds` times."""
     results: dict[str, list[float]] = {name: [] for name in candidates}
     for name in [*candidates, *reversed(candidates)] * rounds:
         started = time.perf_counter()
@@ -192,9 +217,13 @@ def compare_json(rounds: int, repeat: int = 2000) -> dict[str, list[float]]:
     return results
 
 
+def _decode(parse, body: bytes, dtype: np.dtype, numeric_array) -> np.ndarray:
+    return numeric_array(parse(body)["instances"], dtype, "instances")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["servers", "json", "serve"])
+    parser.add_argument("what", choices=["servers", "json", "decode", "serve"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
@@ -202,8 +231,9 @@ def main() -> None:
     if options.what == "serve":
         serve(options.args[0], int(options.args[1]))
         return
-    if options.what == "json":
-        tables = {"us per request": compare_json(options.rounds * 3)}
+    if options.what in ("json", "decode"):
+        compare = compare_json if options.what == "json" else compare_decode
+        tables = {"us per request": compare(options.rounds * 3)}
     else:
         rates, cpu = compare_servers(options.seconds, options.rounds)
         tables = {"req/s": rates, "us server CPU per request": cpu}

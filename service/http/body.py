@@ -12,15 +12,14 @@ one regex), so an oversized or deeply nested document is refused without buildin
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import orjson
 from aiohttp import ClientPayloadError, web
 
 from service.errors import InvalidArgument, ResourceExhausted
+from service.http import jsondoc
 
-_STRING = re.compile(rb'"[^"]*"')
 _BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but the four brackets
 _FOLD = bytes.maketrans(b"{}", b"[]")
 
@@ -59,25 +58,30 @@ async def _read(request: web.BaseRequest, max_bytes: int) -> bytes:
 def check_json_size(raw: bytes, max_depth: int, max_values: int) -> None:
     """Raise ResourceExhausted if the JSON text `raw` nests deeper than `max_depth` or holds more than
     `max_values` values (bounds computed without parsing; see the module docstring)."""
-    text = _STRING.sub(b"", raw.replace(b"\\\\", b"").replace(b'\\"', b""))
-    values = text.count(b",") + 1
+    _check_structure(jsondoc.structure(raw), max_depth, max_values)
+
+
+def parse_json(raw: bytes, max_depth: int, max_values: int, what: str = "request body") -> Any:
+    """`raw` parsed after the size checks, numeric tensors as arrays (service/http/jsondoc.py);
+    InvalidArgument naming the position if it is not JSON."""
+    structure = jsondoc.structure(raw)
+    _check_structure(structure, max_depth, max_values)
+    try:
+        return jsondoc.loads(raw, text_structure=structure)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"{what}: not valid JSON: {exc}") from None
+
+
+def _check_structure(structure: bytes, max_depth: int, max_values: int) -> None:
+    values = structure.count(b",") + 1
     if values > max_values:
         raise ResourceExhausted(
             f"request body: about {values} JSON values is over the limit of {max_values} (http.max_json_elements)"
         )
-    brackets = text.translate(_FOLD, _BRACKETS)
+    brackets = structure.translate(_FOLD, _BRACKETS)
     for _ in range(max_depth):
         if not brackets:
             return
         brackets = brackets.replace(b"[]", b"")
     if brackets and brackets.count(b"[") == brackets.count(b"]"):  # unbalanced: the parser says where
         raise ResourceExhausted(f"request body: JSON nested deeper than {max_depth} levels (http.max_json_depth)")
-
-
-def parse_json(raw: bytes, max_depth: int, max_values: int, what: str = "request body") -> Any:
-    """`raw` parsed after the size checks; InvalidArgument naming the position if it is not JSON."""
-    check_json_size(raw, max_depth, max_values)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"{what}: not valid JSON: {exc}") from None

@@ -105,7 +105,8 @@ def _describe(raw: np.ndarray) -> str:
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number"}
+    names = {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number",
+             np.ndarray: "a list of numbers"}  # fmt: skip
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

@@ -37,7 +37,8 @@ def decode_predict_request(document: dict, spec: SignatureSpec) -> tuple[dict[st
 
 
 def _rows(instances: Any, spec: SignatureSpec) -> dict[str, np.ndarray]:
-    if type(instances) is not list or not instances:
+    # an ndarray is a numeric tensor that service/http/jsondoc.py decoded already: one row per item
+    if not isinstance(instances, list | np.ndarray) or not len(instances):
         raise InvalidArgument("instances: expected a non-empty list with one item per row")
     first = instances[0]
     if type(first) is dict and not is_b64(first):

@@ -22,6 +22,7 @@ import orjson
 
 from service.datatypes import from_v2, of_numpy
 from service.errors import InvalidArgument, ResourceExhausted
+from service.http.jsondoc import as_list
 from service.http.tensors import numeric_array, string_array
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -75,7 +76,7 @@ def _input(tensor: Any, field: str, binary: memoryview, offset: int, max_element
     if type(name) is not str or not name:
         raise InvalidArgument(f"{field}.name: expected a non-empty string")
     field = f"{field} ({name[:64]!r})"
-    shape = tensor.get("shape")
+    shape = as_list(tensor.get("shape"))
     if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape) or len(shape) > 32:
         raise InvalidArgument(f"{field}.shape: expected a list of at most 32 non-negative integers")
     datatype = tensor.get("datatype")
