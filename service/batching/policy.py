@@ -153,7 +153,8 @@ class SloPolicy(AdaptivePolicy):
     the SLO), and the longest wait is what the budget leaves. A request is refused at once when the
     rows ahead of it, run cap by cap on every worker, would take longer than the budget, including
     when even a batch of one does not fit. Before a worker's first batch nothing is refused; while
-    everything would be, an idle batcher admits one probe per SLO_PROBE_INTERVAL_S to re-measure.
+    everything would be, an idle batcher admits one probe per SLO_PROBE_INTERVAL_S to re-measure, and
+    a probe that fits the budget restarts the worker's cost model.
     """
 
     def __init__(self, settings: BatchingSettings, workers: int) -> None:
@@ -161,6 +162,22 @@ class SloPolicy(AdaptivePolicy):
         assert settings.latency_slo_ms is not None  # validated by BatchingSettings
         self.budget_s = settings.latency_slo_ms / 1000 * SLO_BUDGET_FRACTION
         self._probed_s = -math.inf
+
+    def finished(self, worker: int, rows: int, compute_s: float) -> None:
+        """As the base class; and a probe (a batch run while every worker seemed too slow) that fits the
+        budget restarts that worker's cost model from it: the slow past (an overload, a noisy neighbour)
+        no longer describes the model, and fading it out batch by batch at one probe per interval
+        would keep refusing a light load for tens of seconds."""
+        stale = compute_s > 0 and self._too_slow() and compute_s <= self.budget_s
+        super().finished(worker, rows, compute_s)
+        if stale:
+            self.costs[worker] = CostModel()
+            self.costs[worker].observe(max(1, rows), compute_s)
+
+    def _too_slow(self) -> bool:
+        """True when even a batch of one seems to miss the budget on every worker that has been measured."""
+        ready = [cost for cost in self.costs if cost.ready]
+        return bool(ready) and min(cost.predict_s(1) for cost in ready) > self.budget_s
 
     def cap_rows(self, worker: int) -> int:
         cost = self.costs[worker]
@@ -175,7 +192,7 @@ class SloPolicy(AdaptivePolicy):
         ready = [w for w, cost in enumerate(self.costs) if cost.ready]
         if not ready:
             return True
-        if min(self.costs[w].predict_s(1) for w in ready) > self.budget_s:  # not even a batch of one fits
+        if self._too_slow():  # not even a batch of one fits
             idle = queued_rows == 0 and self.free_in_s(now_s) == 0
             if idle and now_s - self._probed_s >= SLO_PROBE_INTERVAL_S:
                 self._probed_s = now_s

@@ -200,6 +200,21 @@ def test_slo_mode_refuses_everything_when_even_one_row_misses_the_target():
     assert policy.admits(0.6, 1, 0)
 
 
+def test_a_probe_that_fits_ends_the_refusals_at_once():
+    policy = make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1)
+    for _ in range(100):  # an overload, or a noisy neighbour: every batch of one took 20 ms
+        policy.finished(0, 1, 0.020)
+    assert not policy.admits(0.0, 1, 3)
+    assert policy.admits(0.0, 1, 0)  # the idle probe
+    policy.started(0.0, 0, 1, 1)
+    policy.finished(0, 1, 0.001)  # the model is fast again
+    assert policy.admits(0.001, 1, 3) and policy.cap_rows(0) >= 1
+    slow_probe = make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1)
+    slow_probe.finished(0, 1, 0.020)
+    slow_probe.finished(0, 1, 0.015)  # still over the budget: refusals go on
+    assert not slow_probe.admits(0.0, 1, 3)
+
+
 def test_fixed_mode_keeps_the_queue_timers():
     plan = make_policy(BatchingSettings(mode="fixed", batch_timeout_ms=2.0), workers=1).plan(0.0, 0, 1, 0.0)
     assert plan.ready_at_s is None and plan.wait_s == 0.002 and plan.cap_rows == 64
