@@ -104,10 +104,15 @@ class HttpServer:
         return self.port
 
     async def stop(self, grace_s: float) -> None:
-        """Stop accepting connections, let requests in progress finish for up to `grace_s`, close the rest."""
+        """Stop accepting connections, let requests in progress finish for up to `grace_s`, close the rest.
+
+        Idle keep-alive connections (every HTTP client's pool holds some) close at once, and busy ones
+        after their response: otherwise each would hold the stop for the whole `grace_s`.
+        """
         if self._listener is not None:
             self._listener.close()
         if self._web is not None:
+            self._web.pre_shutdown()
             await self._web.shutdown(max(grace_s, 0.0))
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
