@@ -96,6 +96,11 @@ def test_strings_accept_b64_and_text(server):
         ("/v1/models/affine:predict", {"signature_name": "nope", "instances": X}, 400, ["'nope'"]),
         ("/v1/models/strings:predict", {"instances": [{"b64": "**"}]}, 400, ["b64"]),
         ("/v1/models/strings:predict", {"instances": [3]}, 400, ["'text'", "string"]),
+        # large enough for the numpy fast path (service/http/jsondoc.py): the same answers
+        ("/v1/models/affine:predict", {"instances": [[1.0, 2.0]] * 40}, 400, ["'x'", "shape"]),
+        ("/v1/models/affine:predict", {"instances": [[1, 2, 3]] * 40 + [[4, 5]]}, 400, ["'x'", "different lengths"]),
+        ("/v1/models/affine:predict", {"instances": [[1, 2, 3]] * 40 + [[4, 5, "6"]]}, 400, ["'x'", "float32"]),
+        ("/v1/models/strings:predict", {"instances": list(range(40))}, 400, ["'text'", "string"]),
         ("/v1/models/affine:classify", {"examples": []}, 501, [":classify"]),
         ("/v1/models/affine/versions/zero:predict", {"instances": X}, 400, ["version"]),
     ],
