@@ -52,7 +52,7 @@ def loads(raw: bytes, min_tensor_values: int = MIN_TENSOR_VALUES, text_structure
     except (ValueError, RuntimeError):  # RuntimeError: an integer beyond 64 bits (orjson reads it as a float)
         return orjson.loads(raw)
     tensors: list[np.ndarray] = []
-    value = _value(document, _Found(min_tensor_values, tensors))
+    value = _value(document, min_tensor_values, tensors)
     if tensors and _structure_of(value) != (structure(raw) if text_structure is None else text_structure):
         return orjson.loads(raw)  # an array that looked dense is not: lists, as orjson makes them
     return value
@@ -72,42 +72,34 @@ def as_list(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-class _Found:
-    """The tensor threshold, and the tensors decoded so far (whose structure must be checked)."""
-
-    __slots__ = ("min_values", "tensors")
-
-    def __init__(self, min_values: int, tensors: list[np.ndarray]) -> None:
-        self.min_values, self.tensors = min_values, tensors
-
-
-def _value(element: Any, found: _Found) -> Any:
+def _value(element: Any, min_values: int, tensors: list[np.ndarray]) -> Any:
+    """`element` as Python values; each tensor found is also appended to `tensors` (for the check in `loads`)."""
     if isinstance(element, simdjson.Object):
-        return _object(element, found)
+        return _object(element, min_values, tensors)
     if isinstance(element, simdjson.Array):
-        return _array(element, found)
+        return _array(element, min_values, tensors)
     return element
 
 
-def _object(element: simdjson.Object, found: _Found) -> dict:
+def _object(element: simdjson.Object, min_values: int, tensors: list[np.ndarray]) -> dict:
     """Members looked up by key (items() would build lists); as_dict(), orjson's meaning, when a key
     repeats (the last one wins) or cannot be looked up (simdjson misses keys with some escapes)."""
     keys = list(element)
     if len(set(keys)) == len(keys):
         try:
-            return {key: _value(element[key], found) for key in keys}
+            return {key: _value(element[key], min_values, tensors) for key in keys}
         except KeyError:
             pass
     return element.as_dict()
 
 
-def _array(array: simdjson.Array, found: _Found) -> Any:
-    tensor = _tensor(array, found.min_values)
+def _array(array: simdjson.Array, min_values: int, tensors: list[np.ndarray]) -> Any:
+    tensor = _tensor(array, min_values)
     if tensor is not None:
-        found.tensors.append(tensor)
+        tensors.append(tensor)
         return tensor
     if len(array) and isinstance(array[0], simdjson.Object | simdjson.Array):
-        return [_value(item, found) for item in array]
+        return [_value(item, min_values, tensors) for item in array]
     return array.as_list()
 
 
