@@ -16,6 +16,7 @@ Not supported (refused by the lookups): v2 BF16, TF DT_BFLOAT16, complex, quanti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,11 +96,12 @@ def from_tf(name: str) -> DataType:
     return row
 
 
-def of_numpy(dtype: object) -> DataType:
+def of_numpy(dtype: object, names: Sequence[str] = V2_NAMES) -> DataType:
     """The row for a numpy dtype (anything np.dtype accepts, any byte order).
 
     Object, bytes ('S'), str ('U') and numpy 2's StringDType map to BYTES. Raises InvalidArgument
-    for dtypes no protocol here can carry (complex, datetime, structured, ...).
+    for dtypes no protocol here can carry (complex, datetime, structured, ...), listing `names`
+    (the caller's protocol's names for the supported types) as what was expected.
     """
     known = _BY_NATIVE.get(dtype) if isinstance(dtype, np.dtype) else None
     if known is not None:
@@ -112,7 +114,7 @@ def of_numpy(dtype: object) -> DataType:
         return BYTES
     row = _BY_KIND.get((resolved.kind, resolved.itemsize))
     if row is None or resolved.fields is not None:
-        raise InvalidArgument(f"numpy dtype {resolved} is not supported; expected one of {', '.join(V2_NAMES)}")
+        raise InvalidArgument(f"numpy dtype {resolved} is not supported; expected one of {', '.join(names)}")
     return row
 
 

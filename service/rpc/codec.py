@@ -31,7 +31,7 @@ import numpy as np
 
 from service.api import tensor_pb2, tensor_shape_pb2, types_pb2
 from service.cache import BoundedCache
-from service.datatypes import DATATYPES
+from service.datatypes import DATATYPES, of_numpy
 from service.errors import InvalidArgument, ServingError
 from service.tensor_limits import MAX_RANK, check_shape, check_string_fill  # noqa: F401 (MAX_RANK: re-exported)
 
@@ -41,10 +41,6 @@ MAX_NAME_CHARS = 64
 # DataType -> the little-endian numpy dtype of its wire bytes (object for strings), from the one table.
 _WIRE_DTYPE: dict[int, np.dtype] = {types_pb2.DataType.Value(row.tf): row.wire for row in DATATYPES}
 _NATIVE_DTYPE = {dt: dtype.newbyteorder("=") for dt, dtype in _WIRE_DTYPE.items()}
-# numpy (kind, itemsize) -> DataType; independent of byte order.
-_DATATYPE_OF: dict[tuple[str, int], int] = {
-    (dtype.kind, dtype.itemsize): dt for dt, dtype in _WIRE_DTYPE.items() if dt != types_pb2.DT_STRING
-}
 # The typed field that carries each dtype's values (as TF's make_tensor_proto writes them).
 _VALUE_FIELD: dict[int, str] = {
     types_pb2.DT_HALF: "half_val",
@@ -107,16 +103,7 @@ def datatype_of(np_dtype: object) -> int:
     known = _DATATYPE_OF_NATIVE.get(np_dtype) if isinstance(np_dtype, np.dtype) else None
     if known is not None:
         return known
-    try:
-        dtype = np.dtype(np_dtype)  # type: ignore[call-overload]
-    except TypeError:
-        raise InvalidArgument(f"{np_dtype!r} is not a numpy dtype") from None
-    if dtype.kind in "OSUT":  # object, bytes, str, numpy 2's StringDType
-        return types_pb2.DT_STRING
-    dt = _DATATYPE_OF.get((dtype.kind, dtype.itemsize))
-    if dt is None or dtype.fields is not None:
-        raise InvalidArgument(f"numpy dtype {dtype} is not supported; expected one of {', '.join(SUPPORTED_DTYPES)}")
-    return dt
+    return types_pb2.DataType.Value(of_numpy(np_dtype, SUPPORTED_DTYPES).tf)
 
 
 def to_ndarray(
