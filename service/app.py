@@ -106,13 +106,31 @@ class BatchwiseServer:
         self._stopping = False
 
     async def start(self) -> int:
-        """Bind the port, start serving, load the repository; return the bound port."""
+        """Bind the ports, load the repository, serve; return the bound gRPC port.
+
+        A single server listens first, so probes see NOT_SERVING while models load. A worker loads
+        first: the kernel hands a listening worker its share of new connections at once, and a
+        restarted worker that is still loading would fail every call on them while its siblings
+        could have served them.
+        """
         await self.health.set("", NOT_SERVING)
         await self.health.set(LIVENESS_SERVICE, SERVING)
         if self.metrics is not None and self.worker is None:  # with workers, the supervisor serves /metrics
             self._endpoint = MetricsEndpoint(self.metrics.registry, self.settings.metrics)
             self.metrics_port = self._endpoint.start()
             log.info("metrics on http://%s:%s/metrics", self.settings.metrics.host, self.metrics_port)
+        if self.worker is None:
+            await self._listen()
+        await self.manager.reconcile(wait=True)
+        settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
+        if self.worker is not None:
+            await self._listen()
+        await self.refresh_health()
+        self._poller = asyncio.get_running_loop().create_task(self.manager.poll_forever())
+        return self.port
+
+    async def _listen(self) -> None:
+        """Start the gRPC server, then the HTTP port and the health-only listener when they are on."""
         self._server = self._build_grpc_server()
         await self._server.start()
         loop = type(asyncio.get_running_loop())
@@ -122,11 +140,6 @@ class BatchwiseServer:
             self._http = self._build_http_server(reuse_port=self.settings.server.reuse_port)
             self.http_port = await self._http.start()
         await self._start_health_listener()
-        await self.manager.reconcile(wait=True)
-        settle_heap()  # freeze the loaded heap so full GC passes stop pausing the event loop under load
-        await self.refresh_health()
-        self._poller = asyncio.get_running_loop().create_task(self.manager.poll_forever())
-        return self.port
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful drain: health NOT_SERVING, refuse new calls, let in-flight ones finish, unload."""
