@@ -105,7 +105,10 @@ def test_killed_worker_is_replaced_and_loses_only_its_calls(repo, tmp_path):
     connections = 8
     try:
         victim = server.worker_pids()[0]
-        with Load(server.target, connections=connections) as load:
+        # wait_for_ready: a client whose reconnect races the dying worker's listener (its SYN queued
+        # there an instant before the kernel closed it) gets a reset, and a fail-fast channel would
+        # then fail every call for its reconnect backoff (~1 s). docs/workers.md says so.
+        with Load(server.target, connections=connections, wait_for_ready=True) as load:
             wait_until(lambda: load.result.sent >= 200, 60, server)
             os.kill(victim, signal.SIGKILL)
             # A worker short, the server as a whole is not ready, whichever worker answers the check.

@@ -137,11 +137,16 @@ class Load:
     """`connections` threads, each on its own channel (own TCP connection), sending Predicts back to back.
 
     With `stop_on_error`, a thread stops after its first failed call, as a client that retries on
-    another replica would (the existing drain tests' clients do the same).
+    another replica would (the existing drain tests' clients do the same). With `wait_for_ready`,
+    a call waits for a connection instead of failing fast while the channel is reconnecting, as a
+    client that rides over a worker crash would.
     """
 
-    def __init__(self, target: str, connections: int = 8, stop_on_error: bool = False) -> None:
+    def __init__(
+        self, target: str, connections: int = 8, stop_on_error: bool = False, wait_for_ready: bool = False
+    ) -> None:
         self._stop_on_error = stop_on_error
+        self._wait_for_ready = wait_for_ready
         self.result = LoadResult(versions=[[] for _ in range(connections)])
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(target, i), daemon=True) for i in range(connections)]
@@ -170,7 +175,7 @@ class Load:
             )
             while not self._stop.is_set():
                 try:
-                    reply = call(body, timeout=30)
+                    reply = call(body, timeout=30, wait_for_ready=self._wait_for_ready)
                     code, version = "OK", reply.model_spec.version.value
                 except grpc.RpcError as err:
                     code, version = err.code().name, None
