@@ -265,6 +265,7 @@ class DynamicBatcher:
             if taken is not None:
                 items, expired = taken
                 self._expire(expired, now_s)
+                items = self._drop_overdue(items, worker, now_s)
                 if items:
                     self._observer.on_trigger(_trigger(waited, flush, sum(i.rows for i in items), ready_rows or cap))
                     return items, now_s
@@ -332,6 +333,24 @@ class DynamicBatcher:
                 item.future.set_exception(
                     DeadlineExceeded(f"{self._what}: the deadline passed after {waited_s:.3f} s in the queue")
                 )
+
+    def _drop_overdue(self, items: list[Pending], worker: int, now_s: float) -> list[Pending]:
+        """The items that can still answer in time; the others get Unavailable (slo mode refuses late)."""
+        rows = sum(item.rows for item in items)
+        kept = []
+        for item in items:
+            waited_s = now_s - item.enqueued_s
+            if not self._policy.overdue(worker, rows, waited_s):
+                kept.append(item)
+            elif not item.future.done():
+                self._observer.on_reject("slo")
+                item.future.set_exception(
+                    Unavailable(
+                        f"{self._what}: the request would miss latency_slo_ms={self._settings.latency_slo_ms} "
+                        f"after {waited_s * 1000:.1f} ms in the queue; retry with backoff or add capacity"
+                    )
+                )
+        return kept
 
     def _fail_queued(self, error: ServingError) -> None:
         settle(self._queue.drain(), error)

@@ -52,6 +52,10 @@ class CostModel:
         """Pessimistic seconds for a batch of `rows` rows; 0.0 before the first observation."""
         return self._a + self._s * rows + 2.0 * math.sqrt(self._sq_residual)
 
+    def mean_s(self, rows: int) -> float:
+        """Expected (mean) seconds for a batch of `rows` rows; 0.0 before the first observation."""
+        return self._a + self._s * rows
+
     def rows_to_sustain(self, rows_per_s: float) -> float:
         """The fewest rows per batch at which batches keep up with `rows_per_s` on average
         (rows / (a + s * rows) >= rows_per_s: the mean cost, since throughput is an average, not a

@@ -76,6 +76,10 @@ class BatchPolicy:
         if compute_s > 0:
             self.costs[worker].observe(max(1, rows), compute_s)
 
+    def overdue(self, worker: int, batch_rows: int, waited_s: float) -> bool:
+        """True when a request that has queued `waited_s` would answer too late in `worker`'s batch of `batch_rows`."""
+        return False
+
     def free_in_s(self, now_s: float) -> float:
         """Expected seconds until some worker is free: 0 when one is idle now."""
         if len(self._busy_until_s) < len(self.costs):
@@ -152,7 +156,9 @@ class SloPolicy(AdaptivePolicy):
     is the largest batch whose pessimistic cost, twice, fits the budget (SLO_BUDGET_FRACTION of
     the SLO), and the longest wait is what the budget leaves. A request is refused at once when the
     rows ahead of it, run cap by cap on every worker, would take longer than the budget, including
-    when even a batch of one does not fit. Before a worker's first batch nothing is refused; while
+    when even a batch of one does not fit; a queued request that has waited so long that its batch would
+    end past the budget is refused when the batch forms, never answered late. Before a worker's first
+    batch nothing is refused; while
     everything would be, an idle batcher admits one probe per SLO_PROBE_INTERVAL_S to re-measure, and
     a probe that fits the budget restarts the worker's cost model.
     """
@@ -178,6 +184,16 @@ class SloPolicy(AdaptivePolicy):
         """True when even a batch of one seems to miss the budget on every worker that has been measured."""
         ready = [cost for cost in self.costs if cost.ready]
         return bool(ready) and min(cost.predict_s(1) for cost in ready) > self.budget_s
+
+    def overdue(self, worker: int, batch_rows: int, waited_s: float) -> bool:
+        """Its wait plus the batch's expected compute time exceeds the budget: refuse it rather than
+        answer late (the expected time, not the pessimistic one that admission plans with: this request
+        has already cost its decode and its wait, so refuse it only when it is late on the odds). Not before the worker's first batch (nothing is known), and not while even one row
+        seems too slow: then admission lets only probes in, and a probe must run for the cost model to
+        see the model again."""
+        if waited_s <= 0 or not self.costs[worker].ready or self._too_slow():
+            return False
+        return waited_s + self.costs[worker].mean_s(batch_rows) > self.budget_s
 
     def cap_rows(self, worker: int) -> int:
         cost = self.costs[worker]

@@ -265,3 +265,37 @@ async def test_slo_mode_answers_unavailable_at_once_when_the_model_is_slower_tha
     assert all(isinstance(e, Unavailable) and "latency_slo_ms=10.0" in str(e) for e in refused), refused
     assert observer.rejects == ["slo", "slo"] and model.batch_rows == [1, 1]
     await batcher.stop()
+
+
+def test_a_queued_request_is_overdue_once_its_batch_would_end_past_the_budget():
+    policy = trained(make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1))
+    assert isinstance(policy, SloPolicy)
+    budget_s = 0.010 * SLO_BUDGET_FRACTION
+    assert not policy.overdue(0, 4, 0.0)  # a request that has not waited is admission's business
+    assert not policy.overdue(0, 4, budget_s - 1.5 * curve_s(4))
+    assert policy.overdue(0, 4, budget_s - 0.5 * curve_s(4))
+    assert not adaptive().overdue(0, 4, 1.0)  # only slo mode refuses late requests
+    assert not make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1).overdue(0, 1, 1.0)  # unknown
+    slow = make_policy(BatchingSettings(mode="slo", latency_slo_ms=10.0), workers=1)
+    slow.finished(0, 1, 0.020)  # even one row misses: the probe that admission lets in must run
+    assert not slow.overdue(0, 1, 0.001)
+
+
+@async_test
+async def test_slo_mode_refuses_a_request_that_waited_too_long_instead_of_answering_late():
+    model = FakeModel()
+    observer = RecordingObserver()
+    batcher = await started(model, observer, mode="slo", latency_slo_ms=10.0)
+    await batcher.submit(rows(1))  # teaches the cost: about a millisecond or less
+    model.hold()  # the next batch runs far longer than the cost model predicts (a stall, a neighbour)
+    first = asyncio.ensure_future(batcher.submit(rows(1, start=1)))
+    while model.active == 0:
+        await asyncio.sleep(0.001)
+    second = asyncio.ensure_future(batcher.submit(rows(1, start=2)))  # admitted: the stall is not known yet
+    await asyncio.sleep(0.03)  # three times the SLO in the queue
+    model.release()
+    assert isinstance(await first, dict)  # it was already running: answered
+    with pytest.raises(Unavailable, match=r"latency_slo_ms=10.0 after \d+\.\d ms in the queue"):
+        await second
+    assert observer.rejects == ["slo"] and model.batch_rows == [1, 1]  # never computed
+    await batcher.stop()
