@@ -187,10 +187,11 @@ class SloPolicy(AdaptivePolicy):
 
     def overdue(self, worker: int, batch_rows: int, waited_s: float) -> bool:
         """Its wait plus the batch's expected compute time exceeds the budget: refuse it rather than
-        answer late (the expected time, not the pessimistic one that admission plans with: this request
-        has already cost its decode and its wait, so refuse it only when it is late on the odds). Not before the worker's first batch (nothing is known), and not while even one row
-        seems too slow: then admission lets only probes in, and a probe must run for the cost model to
-        see the model again."""
+        answer late. The expected time, not the pessimistic one admission plans with: this request
+        has already cost its decode and its wait, so it is refused only when it is late on the odds.
+        Not before the worker's first batch (nothing is known), and not while even one row seems too
+        slow: then admission lets only probes in, and a probe must run for the cost model to see the
+        model again."""
         if waited_s <= 0 or not self.costs[worker].ready or self._too_slow():
             return False
         return waited_s + self.costs[worker].mean_s(batch_rows) > self.budget_s
