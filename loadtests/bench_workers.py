@@ -9,6 +9,9 @@ repository is given); `make bench` runs it as one section. Per point:
     against h2load's request count, and a point that disagrees is reported as invalid;
   - the CPU of every server process (supervisor and workers) over the point gives CPU per request.
 Rounds are interleaved ABBA; throughput is pooled (sum of requests / sum of time) per configuration.
+Then one worker is driven open loop (h2load --rps) at half of workers 2's pooled rate, the load each
+of two workers carries: its CPU per request tells how much of workers 2's extra CPU per request is
+the load per process (less amortized per request) rather than the second process.
 The 1-stream p50 comes from the Python generator (h2load reports no percentiles).
 """
 
@@ -85,9 +88,14 @@ def parse_h2load(output: str) -> dict:
     }
 
 
-def run_h2load(target: str, body: Path, requests: int, connections: int, streams: int) -> dict:
+def run_h2load(
+    target: str, body: Path, requests: int, connections: int, streams: int, *, rps_per_connection: float = 0.0
+) -> dict:
+    """h2load's summary of `requests` unary calls; open loop at `rps_per_connection` when it is above 0."""
+    rate = ["--rps", f"{rps_per_connection:.2f}"] if rps_per_connection > 0 else []
     command = [
         "h2load",
+        *rate,
         "-n",
         str(requests),
         "-c",
@@ -130,11 +138,17 @@ class WorkersBench:
             started[name] = (group.add(server), metrics_port)
         return started
 
-    def h2load_point(self, server: servers.RunningServer, metrics_port: int, body: Path, requests: int) -> dict:
+    def h2load_point(
+        self, server: servers.RunningServer, metrics_port: int, body: Path, requests: int, rps: float = 0.0
+    ) -> dict:
+        """One h2load point (closed loop, or open loop at `rps` in total), checked against the OK counter."""
         a = self.args
-        run_h2load(server.target, body, max(200, requests // 10), a.connections, a.streams)  # warm-up
+        per_connection = rps / a.connections
+        run_h2load(
+            server.target, body, max(200, requests // 10), a.connections, a.streams, rps_per_connection=per_connection
+        )  # warm-up
         ok_before, cpu_before = server_ok(metrics_port), tree_cpu_s(server.pid)
-        point = run_h2load(server.target, body, requests, a.connections, a.streams)
+        point = run_h2load(server.target, body, requests, a.connections, a.streams, rps_per_connection=per_connection)
         point["server_cpu_s"] = tree_cpu_s(server.pid) - cpu_before
         point["server_ok"] = int(server_ok(metrics_port) - ok_before)
         point["valid"] = point["server_ok"] == point["succeeded"] == requests  # h2load cannot see grpc-status
@@ -174,23 +188,39 @@ class WorkersBench:
                     f"round {r} {name}: {point['rps']:.0f} req/s, {point['cpu_ms_per_request']:.3f} ms CPU/req, "
                     f"OK counter {point['server_ok']}/{requests}, load {point['load_average'][0]:.2f}"
                 )
+        share = summarize_h2load(points)["workers_2"]["rps"] / CONFIGS["workers_2"]
+        server, metrics_port = started["workers_1"]
+        at_share = [self.h2load_point(server, metrics_port, body, int(share * a.duration_s), share) for _ in range(2)]
+        self.log(f"workers_1 open loop at {share:.0f} req/s: {at_share[-1]['cpu_ms_per_request']:.3f} ms CPU/req")
         p50 = {name: [] for name in CONFIGS}
         for name in ("workers_1", "workers_2", "workers_2", "workers_1"):
             p50[name].append(self.p50_point(started[name][0], payload))
-        return {"requests_per_point": requests, "h2load": points, "python_1_stream": p50}
+        return {
+            "requests_per_point": requests,
+            "h2load": points,
+            "workers_1_at_share": at_share,
+            "python_1_stream": p50,
+        }
+
+
+def summarize_h2load(points: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per configuration: pooled req/s, CPU per request, and whether every point's OK counter matched."""
+    pooled = {}
+    for name, runs in points.items():
+        requests = sum(p["server_ok"] for p in runs)
+        pooled[name] = {
+            "rps": requests / sum(p["elapsed_s"] for p in runs),
+            "cpu_ms_per_request": 1000 * sum(p["server_cpu_s"] for p in runs) / max(1, requests),
+            "all_valid": all(p["valid"] for p in runs),
+        }
+    return pooled
 
 
 def summarize(measured: dict) -> dict:
     """Pooled throughput, CPU per request and 1-stream p50 per configuration, and their ratios vs targets."""
-    pooled = {}
-    for name, points in measured["h2load"].items():
-        requests = sum(p["server_ok"] for p in points)
-        pooled[name] = {
-            "rps": requests / sum(p["elapsed_s"] for p in points),
-            "cpu_ms_per_request": 1000 * sum(p["server_cpu_s"] for p in points) / max(1, requests),
-            "all_valid": all(p["valid"] for p in points),
-            "p50_ms": min(p["p50_ms"] for p in measured["python_1_stream"][name]),  # best of the ABBA pair
-        }
+    pooled = summarize_h2load(measured["h2load"])
+    for name, row in pooled.items():
+        row["p50_ms"] = min(p["p50_ms"] for p in measured["python_1_stream"][name])  # best of the ABBA pair
     one, two = pooled["workers_1"], pooled["workers_2"]
     ratios = {
         "throughput_2_vs_1": two["rps"] / one["rps"],
@@ -203,7 +233,20 @@ def summarize(measured: dict) -> dict:
         "p50_1_stream_2_vs_1": ratios["p50_1_stream_2_vs_1"] <= TARGETS["p50_ratio_max"],
     }
     per_core = 1000 / two["cpu_ms_per_request"]  # req/s one core of server CPU buys in worker mode
-    return {"pooled": pooled, "ratios": ratios, "targets": TARGETS, "met": met, "rps_per_server_core": per_core}
+    at_share = summarize_h2load({"workers_1": measured["workers_1_at_share"]})["workers_1"]
+    explained = {  # no target: how much of the CPU ratio one process shows by itself at that load
+        "cpu_per_request_1_at_share_vs_1": at_share["cpu_ms_per_request"] / one["cpu_ms_per_request"],
+        "cpu_per_request_2_vs_1_at_share": two["cpu_ms_per_request"] / at_share["cpu_ms_per_request"],
+    }
+    return {
+        "pooled": pooled,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "met": met,
+        "rps_per_server_core": per_core,
+        "workers_1_at_share_pooled": at_share,
+        "explained": explained,
+    }
 
 
 def render(summary: dict) -> str:
@@ -216,6 +259,13 @@ def render(summary: dict) -> str:
     targets = {"throughput_2_vs_1": ">= 1.1", "cpu_per_request_2_vs_1": "<= 1.1", "p50_1_stream_2_vs_1": "<= 1.05"}
     for key, value in summary["ratios"].items():
         lines.append(f"  {key}: {value:.2f}x (target {targets[key]}) {'met' if summary['met'][key] else 'NOT met'}")
+    share, explained = summary["workers_1_at_share_pooled"], summary["explained"]
+    lines.append(
+        f"  workers_1 open loop at workers_2's per-worker rate ({share['rps']:.0f} req/s): "
+        f"{share['cpu_ms_per_request']:.3f} ms server CPU/req, "
+        f"{explained['cpu_per_request_1_at_share_vs_1']:.2f}x its saturated figure; "
+        f"workers_2 is {explained['cpu_per_request_2_vs_1_at_share']:.2f}x that"
+    )
     lines.append(f"  one core of server CPU serves ~{summary['rps_per_server_core']:.0f} req/s in worker mode")
     return "\n".join(lines)
 

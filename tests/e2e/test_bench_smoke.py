@@ -57,4 +57,6 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert set(workers["ratios"]) == {"throughput_2_vs_1", "cpu_per_request_2_vs_1", "p50_1_stream_2_vs_1"}
     assert all(len(points) == 2 for points in workers["h2load"].values())  # two interleaved rounds each
     assert all(p["server_ok"] > 0 for points in workers["h2load"].values() for p in points)
+    assert len(workers["workers_1_at_share"]) == 2 and workers["workers_1_at_share_pooled"]["all_valid"]
+    assert set(workers["explained"]) == {"cpu_per_request_1_at_share_vs_1", "cpu_per_request_2_vs_1_at_share"}
     assert "Workers (h2load" in proc.stdout
