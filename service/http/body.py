@@ -12,6 +12,7 @@ one regex), so an oversized or deeply nested document is refused without buildin
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import orjson
@@ -61,15 +62,27 @@ def check_json_size(raw: bytes, max_depth: int, max_values: int) -> None:
     _check_structure(jsondoc.structure(raw), max_depth, max_values)
 
 
-def parse_json(raw: bytes, max_depth: int, max_values: int, what: str = "request body") -> Any:
+def parse_json(
+    raw: bytes, max_depth: int, max_values: int, what: str = "request body", *, non_finite: bool = False
+) -> Any:
     """`raw` parsed after the size checks, numeric tensors as arrays (service/http/jsondoc.py);
-    InvalidArgument naming the position if it is not JSON."""
+    InvalidArgument naming the position if it is not JSON.
+
+    With `non_finite`, the bare words NaN, Infinity and -Infinity are numbers too, as TF Serving's
+    REST API reads them. Such a document, which strict JSON refuses, is parsed again by the standard
+    library's json (a slower path, with tensors as lists), after the same size checks."""
     structure = jsondoc.structure(raw)
     _check_structure(structure, max_depth, max_values)
     try:
         return jsondoc.loads(raw, text_structure=structure)
     except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"{what}: not valid JSON: {exc}") from None
+        strict_error = exc
+    if non_finite and (b"NaN" in raw or b"Infinity" in raw):
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            pass  # the strict parser's message names the first problem as well
+    raise InvalidArgument(f"{what}: not valid JSON: {strict_error}")
 
 
 def _check_structure(structure: bytes, max_depth: int, max_values: int) -> None:

@@ -35,12 +35,13 @@ class Call:
     params: dict[str, str]
     variant: str | None
     read_body: Callable[[], Awaitable[bytes]]
-    parse_json: Callable[[bytes, str], Any]
+    parse_json: Callable[[bytes, str, bool], Any]
     model: str | None = None  # set by the handler once known (labels refused calls in the metrics)
 
-    async def json(self) -> Any:
-        """The body parsed as JSON under the size limits (ResourceExhausted / InvalidArgument)."""
-        return self.parse_json(await self.read_body(), "request body")
+    async def json(self, non_finite: bool = False) -> Any:
+        """The body parsed as JSON under the size limits (ResourceExhausted / InvalidArgument); with
+        `non_finite`, NaN, Infinity and -Infinity are read as numbers (TF Serving's REST API does)."""
+        return self.parse_json(await self.read_body(), "request body", non_finite)
 
 
 Handler = Callable[[Call], Awaitable[Reply]]

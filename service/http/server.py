@@ -193,8 +193,8 @@ class HttpServer:
         )
 
 
-def _parse(settings: HttpSettings, raw: bytes, what: str):
-    return parse_json(raw, settings.max_json_depth, settings.max_json_elements, what)
+def _parse(settings: HttpSettings, raw: bytes, what: str, non_finite: bool = False):
+    return parse_json(raw, settings.max_json_depth, settings.max_json_elements, what, non_finite=non_finite)
 
 
 def _error_body(message: str) -> bytes:

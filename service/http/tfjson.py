@@ -10,10 +10,12 @@ signature has one output, else an object per row); columnar -> {"outputs": tenso
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from service.errors import InvalidArgument
 from service.http.tensors import is_b64, jsonable, to_array
@@ -76,6 +78,24 @@ def _input(spec: SignatureSpec, name: str, value: Any, field: str) -> np.ndarray
         names = ", ".join(repr(n) for n in sorted(spec.inputs))
         raise InvalidArgument(f"{field}: unknown input {name[:64]!r} for signature {spec.name!r}; expected {names}")
     return to_array(value, tensor.dtype, f"{field}: input {name!r}")
+
+
+def dump_predictions(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
+    """The reply body, JSON-encoded. NaN and infinities are written as TF Serving writes them (NaN,
+    Infinity, -Infinity, which Python's json, JavaScript's JSON5 and most JSON libraries' lenient modes
+    read), by the standard library's json: orjson, the fast path for every other reply, would write null."""
+    body = encode_predictions(outputs, row_format)
+    if all(value.dtype.kind != "f" or np.isfinite(value).all() for value in outputs.values()):
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(body, default=_as_python, separators=(",", ":")).encode()
+
+
+def _as_python(value: np.ndarray | np.generic) -> Any:
+    """A numpy array or scalar as the Python value json can write (lists of floats, ints, bools).
+    float32 values keep their shortest decimal form (0.1, as orjson writes it, not 0.10000000149011612)."""
+    if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+        return np.asarray(value).astype(str).astype(np.float64).tolist()
+    return value.tolist()
 
 
 def encode_predictions(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:

@@ -16,14 +16,13 @@ import orjson
 from service.dataplane import DataPlane, ModelRef, PredictResult
 from service.errors import InvalidArgument, Unimplemented
 from service.http.routes import Call, Reply, Route, positive_version
-from service.http.tfjson import decode_predict_request, encode_predictions
+from service.http.tfjson import decode_predict_request, dump_predictions
 from service.metrics import TFSERVING_REST
 from service.repository.servable import ServableVersion, VersionState
 from service.rpc.signature_def import signature_def_json
 
 _MODEL = r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
 _TEMPLATE = "/v1/models/{model}[/versions/{version}|/labels/{label}]"
-_DUMP = orjson.OPT_SERIALIZE_NUMPY
 
 
 class TFServingRestDoor:
@@ -59,7 +58,7 @@ class TFServingRestDoor:
 
     async def predict(self, call: Call) -> Reply:
         ref = _ref(call)
-        document = await call.json()
+        document = await call.json(non_finite=True)
         if type(document) is not dict:
             raise InvalidArgument('request body: expected a JSON object with "instances" or "inputs"')
         signature = document.get("signature_name", "")
@@ -69,7 +68,7 @@ class TFServingRestDoor:
         spec = servable.signature(signature)
         inputs, row_format = decode_predict_request(document, spec)
         result = await self._dataplane.predict(servable, signature, inputs)
-        return Reply(orjson.dumps(encode_predictions(result.outputs, row_format), option=_DUMP), labels=_labels(result))
+        return Reply(dump_predictions(result.outputs, row_format), labels=_labels(result))
 
     async def unimplemented(self, call: Call) -> Reply:
         raise Unimplemented(

@@ -93,7 +93,7 @@ class V2RestDoor:
         ref = _ref(call)
         raw = await call.read_body()
         header, binary = _split(raw, call.request.headers.get(HEADER_LENGTH))
-        request = decode_infer(call.parse_json(header, "inference header"), binary, self._max_elements)
+        request = decode_infer(call.parse_json(header, "inference header", False), binary, self._max_elements)
         servable = await self._resolve(ref._replace(signature=request.signature))
         result = await self._dataplane.predict(servable, request.signature, request.inputs, list(request.outputs))
         body, headers = encode_infer(servable.model, servable.version, request, result.outputs)

@@ -74,6 +74,20 @@ def test_columnar_format_answers_outputs_by_name_and_a_bare_value_for_one_output
     np.testing.assert_allclose(one["outputs"], y.sum(axis=1))
 
 
+def test_nan_and_infinities_travel_both_ways_as_tf_serving_writes_them(server):
+    body = '{"inputs": {"x": [[NaN, Infinity, -Infinity], [1.0, 2.0, 3.0]]}}'  # not strict JSON: TF Serving's
+    reply = requests.post(server.http_url + "/v1/models/affine/versions/1:predict", data=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert "NaN" in reply.text and "-Infinity" in reply.text and "null" not in reply.text
+    outputs = json.loads(reply.text)["outputs"]  # Python's json reads them back
+    np.testing.assert_array_equal(outputs["y"], [[np.nan, np.inf, -np.inf], [3.0, 5.0, 7.0]])
+    np.testing.assert_array_equal(outputs["total"], [np.nan, 15.0])
+    strict = requests.post(server.http_url + "/v2/models/affine/versions/1/infer", timeout=30, data=(
+        '{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [NaN, 1, 2]}]}'
+    ))
+    assert strict.status_code == 400 and "not valid JSON" in strict.json()["error"]  # v2 REST stays strict JSON
+
+
 def test_strings_accept_b64_and_text(server):
     instances = ["abc", {"b64": base64.b64encode(b"xy\xc3\xa9").decode()}]
     reply = _post(server, "/v1/models/strings:predict", {"instances": instances})

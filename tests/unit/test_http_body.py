@@ -10,6 +10,7 @@ import pytest
 from service.errors import InvalidArgument, ResourceExhausted
 from service.http.body import check_json_size, parse_json
 from service.http.tensors import jsonable, numeric_array, string_array
+from service.http.tfjson import dump_predictions
 
 
 def _depth(value) -> int:
@@ -80,3 +81,25 @@ def test_strings_decode_b64_and_keep_their_shape():
         string_array([1], "f", b64=False)
     assert jsonable(np.array([b"\xff", b"ok"], dtype=object), "out") == [{"b64": "/w=="}, "ok"]
     assert jsonable(np.array([b"ok"], dtype=object), "out_bytes") == [{"b64": "b2s="}]
+
+
+def test_tf_serving_rest_reads_nan_and_infinities_as_numbers_and_strict_json_does_not():
+    raw = b'{"inputs": [[NaN, Infinity, -Infinity, 1.5]]}'
+    parsed = parse_json(raw, max_depth=8, max_values=100, non_finite=True)
+    np.testing.assert_array_equal(np.asarray(parsed["inputs"]), [[np.nan, np.inf, -np.inf, 1.5]])
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        parse_json(raw, max_depth=8, max_values=100)  # the v2 door: strict JSON
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        parse_json(b'{"inputs": [NaN, }', max_depth=8, max_values=100, non_finite=True)  # still malformed
+    with pytest.raises(ResourceExhausted, match="max_json_depth"):
+        parse_json(b"[" * 20 + b"NaN" + b"]" * 20, max_depth=8, max_values=100, non_finite=True)
+
+
+def test_replies_write_nan_and_infinities_as_tf_serving_does_and_keep_float32_digits():
+    outputs = {"y": np.array([[0.1, np.nan], [np.inf, -np.inf]], np.float32), "n": np.array([3, 4], np.int64)}
+    assert dump_predictions(outputs, row_format=True) == (
+        b'{"predictions":[{"y":[0.1,NaN],"n":3},{"y":[Infinity,-Infinity],"n":4}]}'
+    )
+    finite = {"y": np.array([[0.1, 2.0]], np.float32)}
+    assert dump_predictions(finite, row_format=False) == b'{"outputs":[[0.1,2.0]]}'  # orjson's fast path
+    assert json.loads(dump_predictions(outputs, row_format=False))["outputs"]["y"][1] == [np.inf, -np.inf]
