@@ -121,6 +121,10 @@ class HttpSettings(BaseModel):
     max_json_elements: int = Field(
         16 * MIB, gt=0, description="JSON values in one request body (counted before it is parsed)"
     )
+    request_timeout_ms: float = Field(
+        30_000, ge=0, description="longest an API call may take from arrival to reply, then 504 "
+        "(TF Serving's rest_api_timeout_in_ms); 0 = no limit"
+    )
 
 
 class RepositorySettings(BaseModel):

@@ -18,6 +18,7 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
+from service.errors import DeadlineExceeded
 from service.http.body import parse_json, read_body
 from service.http.routes import Call, Reply, Route
 from service.http.status import http_error
@@ -166,10 +167,28 @@ class HttpServer:
                 problem = self._verifier.problem(call.request.headers.get("Authorization"), "header")
                 if problem is not None:
                     return Reply(_error_body(problem), 401, headers={"WWW-Authenticate": "Bearer"}), "UNAUTHENTICATED"
-            return await route.handler(call), "OK"
+            return await self._within_timeout(route, call), "OK"
         except Exception as exc:
             status, code, message = http_error(exc)
             return Reply(_error_body(message), status), code.name
+
+    async def _within_timeout(self, route: Route, call: Call) -> Reply:
+        """The handler's reply; DeadlineExceeded (504) once http.request_timeout_ms has passed. A
+        request still queued then leaves the queue; one whose batch runs is computed and discarded."""
+        timeout_ms = self._settings.request_timeout_ms
+        if route.open or not timeout_ms:
+            return await route.handler(call)
+        window = asyncio.timeout(timeout_ms / 1000)
+        try:
+            async with window:
+                return await route.handler(call)
+        except TimeoutError:
+            if not window.expired():
+                raise
+            raise DeadlineExceeded(
+                f"the request took longer than http.request_timeout_ms={timeout_ms:g} and was abandoned; "
+                "retry later or with a smaller request"
+            ) from None
 
     def _route(self, request: web.BaseRequest) -> tuple[str, Route, dict[str, str]] | web.Response:
         path, allowed = request.path, []

@@ -90,3 +90,25 @@ def test_a_body_shorter_than_its_content_length_is_a_client_error(small_server):
         head = sock.recv(65536).decode("latin-1")
     assert head == "" or head.startswith("HTTP/1.1 400"), head  # answered, or closed: never a 500
     assert requests.get(small_server.http_url + "/v2/health/live", timeout=10).status_code == 200
+
+
+def test_a_request_over_the_timeout_gets_504_and_leaves_the_queue(model_repo, tmp_path, start_server):
+    """A batch that would wait 3 s holds the request; http.request_timeout_ms (300) ends it first, like
+    TF Serving's rest_api_timeout_in_ms, and nothing of it stays queued."""
+    repo = copy_models(model_repo, tmp_path / "repo", "affine")
+    slow = {"mode": "fixed", "batch_timeout_ms": 3000, "batch_idle_timeout_ms": 0}
+    thread = start_server(server_settings(repo, batching=slow, http={"request_timeout_ms": 300}))
+    bodies = {
+        "/v1/models/affine:predict": {"instances": [[1.0, 2.0, 3.0]]},
+        "/v2/models/affine/infer": {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+    }
+    for path, body in bodies.items():
+        reply = _predict(thread, json.dumps(body).encode(), path)
+        assert reply.status_code == 504, reply.text
+        assert "http.request_timeout_ms=300" in reply.json()["error"]
+
+    async def queued_rows() -> int:
+        return thread.server.manager.resolve("affine").batchers["serving_default"].queue_rows  # the version both used
+
+    assert thread.call(queued_rows()) == 0
+    assert requests.get(thread.http_url + "/v1/models/affine", timeout=10).status_code == 200  # still serving
