@@ -220,9 +220,14 @@ def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+# Not aiohttp's default Server header, which names the Python and aiohttp versions to anyone who asks.
+SERVER_HEADER = {"Server": "batchwise"}
+
+
 def _error_response(
     status: int, message: str, *, close: bool = False, headers: dict[str, str] | None = None
 ) -> web.Response:
+    headers = {**SERVER_HEADER, **(headers or {})}
     response = web.Response(body=_error_body(message), status=status, content_type="application/json", headers=headers)
     if close:
         response.force_close()
@@ -230,6 +235,5 @@ def _error_response(
 
 
 def _response(reply: Reply) -> web.Response:
-    return web.Response(
-        body=reply.body, status=reply.status, content_type=reply.content_type, headers=reply.headers or None
-    )
+    headers = {**SERVER_HEADER, **reply.headers}
+    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type, headers=headers)

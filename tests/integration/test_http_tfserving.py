@@ -26,6 +26,8 @@ def test_status_of_all_versions_one_version_and_a_label(server):
     every = requests.get(server.http_url + "/v1/models/affine", timeout=10)
     assert every.status_code == 200
     assert every.headers["Content-Type"].startswith("application/json")
+    assert every.headers["Server"] == "batchwise"  # no Python or aiohttp versions
+    assert requests.get(server.http_url + "/nowhere", timeout=10).headers["Server"] == "batchwise"
     assert every.json() == {
         "model_version_status": [
             {"version": v, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}} for v in "12"
