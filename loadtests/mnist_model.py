@@ -81,23 +81,6 @@ def export_savedmodel(model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def convert(saved_model: Path, variant: str, representative: np.ndarray) -> bytes:
-    """Convert the SavedModel's serving signature to one TFLite variant (int8: full integer, int8 I/O)."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
-        converter.representative_dataset = lambda: ([representative[i : i + 1]] for i in range(len(representative)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def variant_accuracy(path: Path, variant: str, x_test: np.ndarray, y_test: np.ndarray) -> float:
     """Top-1 accuracy of one variant on the test split, through our own TFLiteBackend (quantizes int8 I/O)."""
     from service.runtime.tflite import TFLiteBackend
@@ -121,6 +104,8 @@ def build_repository(repository: Path, *, epochs: int = 3, version: int = 1, see
     """
     import tensorflow as tf
 
+    from models.quantize import convert  # the trainer's conversion (it imports TensorFlow)
+
     x_train, y_train, x_test, y_test = digits_28x28(seed)
     model = build_cnn(seed)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -137,7 +122,7 @@ def build_repository(repository: Path, *, epochs: int = 3, version: int = 1, see
     for variant in VARIANTS:
         path = variant_path(tmp, variant)
         path.parent.mkdir(exist_ok=True)
-        path.write_bytes(convert(tmp, variant, x_train[:200]))
+        path.write_bytes(convert(tmp, variant, INPUT_NAME, x_train[:200]))
         accuracy = variant_accuracy(path, variant, x_test, y_test) if epochs else None
         variants[variant] = variant_entry(variant, published=True, interface="int8" if variant == "int8" else "float",
                                           accuracy=accuracy, size_bytes=path.stat().st_size)

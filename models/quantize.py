@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,9 @@ def representative_rows(x_train: np.ndarray, seed: int, rows: int = REPRESENTATI
 
 
 def convert(saved_model_dir: Path, variant: str, input_name: str | None,
-            calibration: np.ndarray | Mapping[str, np.ndarray] | None) -> bytes:
-    """Convert the `serving_default` signature of saved_model_dir to a TFLite flatbuffer.
+            calibration: np.ndarray | Mapping[str, np.ndarray] | None,
+            signature_keys: Sequence[str] = (SIGNATURE,)) -> bytes:
+    """Convert the `serving_default` signature of saved_model_dir (or `signature_keys`) to a TFLite flatbuffer.
 
     variant: float32 (no optimization), float16 (float16 weights), dynamic (int8 weights, float
     interface), int8 (full-integer, calibrated on `calibration` rows, int8 input/output for float
@@ -32,7 +33,7 @@ def convert(saved_model_dir: Path, variant: str, input_name: str | None,
     input `input_name`, or arrays keyed by input name (then input_name is unused). Returns the model bytes; raises
     whatever the converter raises when an op cannot be converted.
     """
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE])
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(signature_keys))
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -120,6 +120,8 @@ def _publish(version_dir: Path, model, input_name: str, split, variants) -> Expo
     """Write the SavedModel, the TFLite variants and a model card (classification, 4 samples)."""
     import tensorflow as tf
 
+    from models.quantize import convert  # the trainer's conversion (it imports TensorFlow)
+
     x_train, x_test = split[0], split[1]
     _export(version_dir, model, input_name, (None, *x_train.shape[1:]))
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -127,7 +129,7 @@ def _publish(version_dir: Path, model, input_name: str, split, variants) -> Expo
     for variant in variants:
         path = variant_path(version_dir, variant)
         path.parent.mkdir(exist_ok=True)
-        path.write_bytes(_convert(version_dir, variant, x_train))
+        path.write_bytes(convert(version_dir, variant, input_name, x_train[:100]))
     entries = {v: variant_entry(v, published=True) for v in ("savedmodel", *variants)}
     samples = ({input_name: x_test[:4]}, {"probabilities": y_savedmodel[:4]})
     card = new_card(
@@ -170,33 +172,19 @@ def _export(path: Path, model, input_name: str, shape, extra_endpoint: bool = Fa
     archive.write_out(str(path), verbose=False)
 
 
-def _convert(saved_model: Path, variant: str, x_train: np.ndarray, keys=("serving_default",)) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=list(keys))
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
-        converter.representative_dataset = lambda: ([x_train[i : i + 1]] for i in range(min(100, len(x_train))))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def _fixed_batch_model(folder: Path, model) -> Path:
+    from models.quantize import convert  # the trainer's conversion (it imports TensorFlow)
     _export(folder / "fixed_sm", model, "features", (3, 4))
     path = folder / "fixed_batch3.tflite"
-    path.write_bytes(_convert(folder / "fixed_sm", "float32", np.zeros((1, 4), np.float32)))
+    path.write_bytes(convert(folder / "fixed_sm", "float32", None, None))
     return path
 
 
 def _two_signature_model(folder: Path, model) -> Path:
+    from models.quantize import convert  # the trainer's conversion (it imports TensorFlow)
     _export(folder / "two_sm", model, "features", (None, 4), extra_endpoint=True)
     path = folder / "two_signatures.tflite"
-    path.write_bytes(_convert(folder / "two_sm", "float32", np.zeros((1, 4)), keys=("serving_default", "scores")))
+    path.write_bytes(convert(folder / "two_sm", "float32", None, None, signature_keys=("serving_default", "scores")))
     return path
 
 
