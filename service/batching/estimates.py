@@ -50,7 +50,7 @@ class CostModel:
 
     def predict_s(self, rows: int) -> float:
         """Pessimistic seconds for a batch of `rows` rows; 0.0 before the first observation."""
-        return self._a + self._s * rows + 2.0 * math.sqrt(self._sq_residual)
+        return self.mean_s(rows) + 2.0 * math.sqrt(self._sq_residual)
 
     def mean_s(self, rows: int) -> float:
         """Expected (mean) seconds for a batch of `rows` rows; 0.0 before the first observation."""

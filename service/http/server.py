@@ -221,13 +221,13 @@ def _error_body(message: str) -> bytes:
 
 
 # Not aiohttp's default Server header, which names the Python and aiohttp versions to anyone who asks.
-SERVER_HEADER = {"Server": "batchwise"}
+_SERVER_HEADER = {"Server": "batchwise"}
 
 
 def _error_response(
     status: int, message: str, *, close: bool = False, headers: dict[str, str] | None = None
 ) -> web.Response:
-    headers = {**SERVER_HEADER, **(headers or {})}
+    headers = {**_SERVER_HEADER, **(headers or {})}
     response = web.Response(body=_error_body(message), status=status, content_type="application/json", headers=headers)
     if close:
         response.force_close()
@@ -235,5 +235,5 @@ def _error_response(
 
 
 def _response(reply: Reply) -> web.Response:
-    headers = {**SERVER_HEADER, **reply.headers}
+    headers = {**_SERVER_HEADER, **reply.headers}
     return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type, headers=headers)
