@@ -17,7 +17,8 @@ server's batchwise_predict_requests_total, scraped with the histogram.
 "Time in server" is the server's own histogram batchwise_request_latency_seconds (Predict arrival
 to response, so it includes decoding and encoding as well as queue and compute), scraped before
 and after each open-loop phase (after its first second in the step), with fine buckets (BUCKETS_S)
-so that p99 is known to within one bucket: the figure is the bucket's upper bound.
+so that p99 is known to within one bucket: the figure is the bucket's upper bound. The same scrapes
+read the p99 of the queue wait and of the batch compute time, to show where a missed SLO's time went.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ SLO_FACTOR = 0.8
 STEP_FACTORS = (0.2, 0.9, 0.2)
 OPEN_CONNECTIONS, OPEN_STREAMS = 8, 64
 LATENCY = "batchwise_request_latency_seconds"
+# Histograms read around each open-loop phase: the time in server (the target), and where it went.
+PHASE_HISTOGRAMS = {
+    "server": LATENCY,
+    "queue_wait": "batchwise_queue_wait_seconds",
+    "compute": "batchwise_compute_seconds",
+}
 # 0.25 ms steps to 20 ms, 1 ms steps to 60 ms, then coarse: p99 read to within one step around each SLO.
 BUCKETS_S = sorted(
     {round(i * 0.00025, 5) for i in range(1, 81)} | {i / 1000 for i in range(21, 61)} | {0.1, 0.25, 1.0, 5.0, 30.0}
@@ -140,11 +147,11 @@ class PolicySection:
         for phase in measured:
             self.bench.log(
                 f"policy {name} open {phase['rate']:.0f}/s: server p99 <= {phase['server_p99_ms']} ms "
-                f"(SLO {slo_ms}), refused {phase['refused_fraction']:.1%}; "
+                f"(SLO {slo_ms}; queue wait p99 <= {phase['queue_wait_p99_ms']} ms, batch compute p99 <= "
+                f"{phase['compute_p99_ms']} ms), refused {phase['refused_fraction']:.1%}; "
                 f"h2load sent {phase['point']['sent_rps']:.0f}/s, server OK {phase['point']['ok']}"
             )
         return {"slo_ms": slo_ms, "steady": measured[0], "step": measured[1:]}
-
 
     def open_phase(self, server: servers.RunningServer, name: str, body: Path, phase: dict) -> dict:
         """One open-loop phase: h2load at `phase["rate"]` for its seconds; the server's p99 and codes
@@ -157,45 +164,41 @@ class PolicySection:
                    f"http://{server.target}{payloads.PREDICT_METHOD}"]  # fmt: skip
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as h2load:
             time.sleep(phase["skip_s"])
-            before = scrape_histogram(url, self.model), scrape_codes(url, self.model)
+            before = scrape(url, self.model)
             output, errors = h2load.communicate(timeout=phase["seconds"] + 60)
         if h2load.returncode != 0:
             raise RuntimeError(f"h2load failed ({h2load.returncode}): {errors[-1000:]}")
-        after = scrape_histogram(url, self.model), scrape_codes(url, self.model)
-        server_p99, observed = p99_ms(before[0], after[0])
-        codes = {code: after[1][code] - before[1].get(code, 0.0) for code in after[1]}
+        after = scrape(url, self.model)
+        p99s = {key: p99_ms(before[key], after[key]) for key in PHASE_HISTOGRAMS}
+        server_p99, observed = p99s["server"]
+        codes = {code: after["codes"][code] - before["codes"].get(code, 0.0) for code in after["codes"]}
         done = parse_h2load(output)
         point = {"mode": "open", "generator": f"h2load {OPEN_CONNECTIONS}x{OPEN_STREAMS} --rps",
                  "offered_rps": rate, "sent_rps": done["done"] / phase["seconds"], "h2load": done,
                  "ok": int(codes.get("OK", 0)), "codes": codes}  # fmt: skip
         return {"rate": rate, "seconds": phase["seconds"], "skip_s": phase["skip_s"], "server_p99_ms": server_p99,
-                "server_observed": observed, "point": point,
+                "server_observed": observed, "point": point, "queue_wait_p99_ms": p99s["queue_wait"][0],
+                "compute_p99_ms": p99s["compute"][0],
                 "refused_fraction": codes.get("UNAVAILABLE", 0.0) / max(1.0, sum(codes.values()))}  # fmt: skip
 
 
-def scrape_codes(url: str, model: str) -> dict[str, float]:
-    """batchwise_predict_requests_total for `model` by code (h2load cannot see grpc-status)."""
+def scrape(url: str, model: str) -> dict[str, dict]:
+    """One scrape of `model`'s counters: "codes" (batchwise_predict_requests_total by code; h2load cannot
+    see grpc-status) and, for each of PHASE_HISTOGRAMS, cumulative bucket counts by upper bound
+    (summed over the model's label sets)."""
     text = urllib.request.urlopen(url, timeout=10).read().decode()
-    codes: dict[str, float] = {}
+    names = {family: key for key, family in PHASE_HISTOGRAMS.items()}
+    found: dict[str, dict] = {"codes": {}, **{key: {} for key in PHASE_HISTOGRAMS}}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "batchwise_predict_requests_total" and sample.labels.get("model") == model:
-                codes[sample.labels["code"]] = codes.get(sample.labels["code"], 0.0) + sample.value
-    return codes
-
-
-def scrape_histogram(url: str, model: str) -> dict[float, float]:
-    """Cumulative bucket counts of LATENCY for `model` (summed over its label sets), by upper bound."""
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
-    buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != LATENCY:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket") and sample.labels.get("model") == model:
-                le = float(sample.labels["le"])
+            if sample.labels.get("model") != model:
+                continue
+            if sample.name == "batchwise_predict_requests_total":
+                found["codes"][sample.labels["code"]] = found["codes"].get(sample.labels["code"], 0.0) + sample.value
+            elif family.name in names and sample.name.endswith("_bucket"):
+                buckets, le = found[names[family.name]], float(sample.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + sample.value
-    return buckets
+    return found
 
 
 def p99_ms(before: dict[float, float], after: dict[float, float]) -> tuple[float | None, int]:
@@ -253,7 +256,8 @@ def ratios(result: dict) -> list[dict]:
         for label, phase in phases:
             rows.append(
                 {
-                    "name": f"SLO {slo} ms, {label}: server p99 (ms) / refused {phase['refused_fraction']:.1%}",
+                    "name": f"SLO {slo} ms, {label}: server p99 (ms) / refused {phase['refused_fraction']:.1%}"
+                    + _where(phase),
                     "value": phase["server_p99_ms"],
                     "target": f"<= {slo}",
                     "holds_if": ("le", float(slo)),
@@ -266,6 +270,14 @@ def ratios(result: dict) -> list[dict]:
     return rows
 
 
+def _where(phase: dict) -> str:
+    """Where the time went, for a row's name: the queue wait's and the batch compute's p99 (results of
+    runs before they were recorded have neither)."""
+    if phase.get("compute_p99_ms") is None:
+        return ""
+    return f" (queue {phase['queue_wait_p99_ms']}, compute {phase['compute_p99_ms']})"
+
+
 def render(result: dict) -> str:
     """The section as text: saturation, load averages and each ratio against its target."""
     lines = [
@@ -274,9 +286,6 @@ def render(result: dict) -> str:
     ]
     for row in result["ratios"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.3g}"
-        lines.append(
-            f"  {row['name']:75s} {value:>7s}  target {row['target']:8s} {'holds' if row['holds'] else 'DOES NOT HOLD'}"
-        )
+        verdict = "holds" if row["holds"] else "DOES NOT HOLD"
+        lines.append(f"  {row['name']:100s} {value:>7s}  target {row['target']:8s} {verdict}")
     return "\n".join(lines)
-
-

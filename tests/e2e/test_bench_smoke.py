@@ -46,6 +46,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert {p["concurrency"] for p in policy["closed"]["adaptive"]} == {1, 8, 64}
     assert set(policy["slo"]) == {"10", "50"} and all(len(s["step"]) == 3 for s in policy["slo"].values())
     assert all("holds" in row and "target" in row for row in policy["ratios"])
+    steady = policy["slo"]["50"]["steady"]  # where the time went: queue wait and batch compute, from the same scrapes
+    assert steady["server_p99_ms"] > 0 and steady["queue_wait_p99_ms"] >= 0 and steady["compute_p99_ms"] > 0
     assert "Batching policy (issue 19)" in proc.stdout
     rest = result["rest"]  # the REST section (loadtests/bench_rest.py): h2load points and the HTTP idle pairs
     assert [p["concurrency"] for p in rest["rest"]["batchwise"]] == [1, 64]
