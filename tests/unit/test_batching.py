@@ -168,6 +168,28 @@ async def test_disabled_batching_runs_each_request_alone_as_given():
 
 
 @async_test
+async def test_a_finished_batch_is_answered_before_the_worker_takes_the_next():
+    """What a waiter of a finished batch submits as soon as it has its answer (a closed-loop client's next
+    request) joins the request already queued, because the worker is freed only after the answers."""
+    model = FakeModel()
+    model.hold()
+    batcher = await started(model, max_batch_size=8, batch_timeout_ms=0)
+
+    async def client(start: int) -> None:
+        await batcher.submit(rows(1, start=start))
+        await batcher.submit(rows(1, start=start + 10))  # sent in the same turn as the answer arrives
+
+    first = asyncio.create_task(client(0))
+    await eventually(lambda: model.active == 1)
+    queued = asyncio.create_task(batcher.submit(rows(1, start=5)))
+    await eventually(lambda: batcher.queue_rows == 1)
+    model.release()
+    await asyncio.wait_for(asyncio.gather(first, queued), WAIT_S)
+    assert model.batch_rows == [1, 2]  # not [1, 1, 1]: the next batch waited for the first one's answer
+    await batcher.stop()
+
+
+@async_test
 async def test_one_worker_per_predict_fn_and_each_runs_one_batch_at_a_time():
     devices = [FakeModel(), FakeModel()]
     for device in devices:
