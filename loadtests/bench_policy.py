@@ -271,8 +271,8 @@ def ratios(result: dict) -> list[dict]:
 
 
 def _where(phase: dict) -> str:
-    """Where the time went, for a row's name: the queue wait's and the batch compute's p99 (results of
-    runs before they were recorded have neither)."""
+    """Where the time went, for a row's name: the queue wait's and the batch compute's p99 (nothing
+    when no batch ran in the phase, e.g. everything was refused)."""
     if phase.get("compute_p99_ms") is None:
         return ""
     return f" (queue {phase['queue_wait_p99_ms']}, compute {phase['compute_p99_ms']})"
